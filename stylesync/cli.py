@@ -1,0 +1,76 @@
+"""`stylesync <command>`: every command reads params.yaml (or --params) and takes `-S key=value` overrides.
+
+Commands are declared here (arguments and help); their code is imported only when they run, so
+`stylesync --help` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+from .config import ConfigError, load_params
+
+log = logging.getLogger("stylesync")
+
+
+@dataclass
+class Command:
+    target: str  # "module:function", called as function(params, args) -> int | None
+    help: str
+    args: list[tuple[tuple, dict]] = field(default_factory=list)
+
+
+def arg(*flags, **kw) -> tuple[tuple, dict]:
+    return flags, kw
+
+
+COMMANDS: dict[str, Command] = {
+    "model-card": Command(
+        "stylesync.models.card:run", "parameter counts and FLOPs of the configured models",
+        [arg("-o", "--output", help="output JSON (default: <paths.metrics>/model.json)")],
+    ),
+}
+
+
+def _set_runtime_defaults() -> None:
+    """Environment defaults for the tools we drive (offline, no telemetry); user values win."""
+    for k, v in {"DVC_NO_ANALYTICS": "1", "MLFLOW_DISABLE_TELEMETRY": "true", "RAY_AUTH_MODE": "disabled",
+                 "RAY_USAGE_STATS_ENABLED": "0", "PYTHONWARNINGS": "ignore::DeprecationWarning"}.items():
+        os.environ.setdefault(k, v)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylesync", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default=os.environ.get("STYLESYNC_LOG", "INFO"),
+                        help="logging level (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a param, e.g. -S train.steps=10 (repeatable)")
+        for flags, kw in cmd.args:
+            p.add_argument(*flags, **kw)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    _set_runtime_defaults()
+    try:
+        params = load_params(args.params, args.set)
+    except ConfigError as e:
+        print(f"stylesync: bad params: {e}", file=sys.stderr)
+        return 2
+    module, func = COMMANDS[args.command].target.split(":")
+    return int(getattr(importlib.import_module(module), func)(params, args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

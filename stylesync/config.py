@@ -1,0 +1,258 @@
+"""Typed configuration: one dataclass per params.yaml section, loaded, validated and overridable.
+
+`load_params("params.yaml", overrides=["train.steps=10"])` returns a `Params`. Unknown keys and
+wrongly typed values fail with the dotted path of the offending key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or override that does not fit the schema."""
+
+
+# --------------------------------------------------------------------------- models
+@dataclass
+class GeneratorConfig:
+    """StyleSync generator (paper Sec. 3.1; STYLESYNC.md section 1)."""
+
+    size: int = 256  # output resolution, a power of two in [32, 1024]
+    style_dim: int = 512
+    n_mlp: int = 8  # mapping MLP depth (authors' fusion only)
+    channel_multiplier: int = 2
+    narrow: float = 1.0
+    lr_mlp: float = 0.01
+    blur_kernel: list[int] = field(default_factory=lambda: [1, 3, 3, 1])
+    # "authors": concat(f_a, f_f) -> EqualLinear(2*d -> d) -> mapping MLP (authors' code);
+    # "concat": w = concat(f_a, f_f) as in the paper's text (style width = audio_dim + face_dim).
+    style_fusion: str = "authors"
+    # None: Eq. 1 (mask the encoder maps fed to styled convs l > floor(L/2)); k: mask the k
+    # highest-resolution encoder maps (the authors' Paddle port uses 4 at 256).
+    mask_n_noise: Optional[int] = None
+    audio_dim: int = 512
+    face_dim: int = 512
+    in_channels: int = 6  # [masked target, reference]
+    dw_hidden_layers: int = 1  # hidden layers of MLP_dw (Delta W = MLP_dw(f_f))
+    # which generator parts Delta P shifts: "synthesis" (StyleGAN layers) or "synthesis+mapping"
+    delta_p_scope: str = "synthesis"
+    output_activation: str = "sigmoid"
+
+
+@dataclass
+class DiscriminatorConfig:
+    size: int = 256
+    channel_multiplier: int = 2
+    narrow: float = 1.0
+    blur_kernel: list[int] = field(default_factory=lambda: [1, 3, 3, 1])
+    stddev_group: int = 4
+    stddev_feat: int = 1
+
+
+@dataclass
+class SyncNetConfig:
+    """Expert SyncNet (Wav2Lip color SyncNet; STYLESYNC.md section 3)."""
+
+    size: int = 96  # the aligned face is resized to size x size; the lower half is used
+    n_frames: int = 5
+    embed_dim: int = 512
+    base_channels: int = 32
+
+
+@dataclass
+class ModelConfig:
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    syncnet: SyncNetConfig = field(default_factory=SyncNetConfig)
+
+
+# --------------------------------------------------------------------------- face geometry
+@dataclass
+class MaskConfig:
+    """Lower-face U mask, in template units (the 75 x 100 unit aligned crop; STYLESYNC.md s. 5)."""
+
+    top: float = 37.0  # cheek line: the mask starts here (LatentSync's starts at row 95/256)
+    jaw_margin: float = 6.0  # jaw line pushed outward, room for an opening mouth
+    nose_margin: float = 2.5  # notch around the nose that is kept
+    feather: float = 3.0  # edge blur sigma in pixels at 256 (scaled with the crop size)
+
+
+@dataclass
+class FaceConfig:
+    # eyebrow centres and nose centre in template units (authors' [[17,20],[58,20],[37.5,40]])
+    template: list[list[float]] = field(default_factory=lambda: [[17.0, 20.0], [58.0, 20.0], [37.5, 40.0]])
+    crop_size: int = 256  # aligned crop side (the authors' 210x280 warp resized to a square)
+    smooth_sigma: float = 1.0  # per-point temporal Gaussian smoothing of landmarks (frames)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+
+
+# --------------------------------------------------------------------------- top level
+@dataclass
+class PathsConfig:
+    data: str = "data"
+    raw: str = "data/raw"
+    manifest: str = "data/manifest.parquet"
+    shards: str = "data/shards"
+    models: str = "models"
+    metrics: str = "metrics"
+    plots: str = "plots"
+    reports: str = "reports"
+    renders: str = "renders"
+    # optional weights supplied by the user (never downloaded at run time)
+    vgg19_weights: Optional[str] = None
+    discriminator_init: Optional[str] = None
+    gpen_weights: Optional[str] = None
+    syncnet_official_weights: Optional[str] = None
+    arcface_onnx: Optional[str] = None
+
+
+@dataclass
+class TrackingConfig:
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment_prefix: str = "stylesync"
+    enabled: bool = True
+
+
+@dataclass
+class Params:
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+# --------------------------------------------------------------------------- loading
+def _is_optional(tp: Any) -> tuple[bool, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return True, args[0]
+    return False, tp
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    optional, inner = _is_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: null is not allowed here")
+    tp = inner
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        _, val_tp = typing.get_args(tp) or (Any, Any)
+        return {str(k): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported type {tp}")
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys (with their dotted path)."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{where}.{k}'.lstrip('.') for k in unknown)}; "
+            f"allowed: {', '.join(sorted(names))}"
+        )
+    kwargs = {k: _convert(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = tree
+    for k in keys[:-1]:
+        node = node.setdefault(k, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a section")
+    node[keys[-1]] = value
+
+
+def apply_overrides(tree: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw params tree."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not of the form key.path=value")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return tree
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Params:
+    """Read params.yaml (missing sections take their defaults), apply overrides, validate."""
+    tree: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"params file {p} does not exist")
+        tree = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+    apply_overrides(tree, overrides or [])
+    params = from_dict(Params, tree)
+    validate(params)
+    return params
+
+
+def validate(params: Params) -> None:
+    g = params.model.generator
+    if g.size < 32 or g.size > 1024 or g.size & (g.size - 1):
+        raise ConfigError(f"model.generator.size must be a power of two in [32, 1024], got {g.size}")
+    if g.style_fusion not in ("authors", "concat"):
+        raise ConfigError(f"model.generator.style_fusion must be 'authors' or 'concat', got {g.style_fusion!r}")
+    if g.delta_p_scope not in ("synthesis", "synthesis+mapping"):
+        raise ConfigError(f"model.generator.delta_p_scope must be 'synthesis' or 'synthesis+mapping'")
+    d = params.model.discriminator
+    if d.size != g.size:
+        raise ConfigError(f"model.discriminator.size ({d.size}) must equal model.generator.size ({g.size})")
+
+
+def config_hash(cfg: Any) -> str:
+    """A short stable hash of a config (dataclass or plain data)."""
+    data = to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]

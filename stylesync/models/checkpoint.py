@@ -1,0 +1,109 @@
+"""Our checkpoints (safetensors + JSON config) and safe loading of foreign weight files.
+
+A model directory holds `model.safetensors` (tensors only) and `config.json`
+(`{"kind", "config", "sha256", "format_version", ...}`). Foreign `.pt/.pth` files are read with
+`torch.load(weights_only=True)`: a file that needs arbitrary pickled objects is refused.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..io import atomic_dir
+
+FORMAT_VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that is missing, unsafe, or does not fit the model."""
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(directory: str | Path, state: Mapping[str, torch.Tensor], kind: str, config: dict,
+               extra: dict | None = None) -> Path:
+    """Write `state` + config atomically into `directory` (replacing it as a whole)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    with atomic_dir(directory) as tmp:
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
+        meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": config,
+                "sha256": file_sha256(tmp / WEIGHTS), **(extra or {})}
+        (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return Path(directory)
+
+
+def read_model(directory: str | Path, kind: str | None = None, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
+    """-> (state dict, config.json contents). Checks kind and the weights' hash."""
+    directory = Path(directory)
+    weights, cfg_path = directory / WEIGHTS, directory / CONFIG
+    for p in (weights, cfg_path):
+        if not p.exists():
+            raise CheckpointError(f"{directory}: missing {p.name} (expected {WEIGHTS} + {CONFIG})")
+    meta = json.loads(cfg_path.read_text())
+    if kind is not None and meta.get("kind") != kind:
+        raise CheckpointError(f"{directory} holds a {meta.get('kind')!r} model, expected {kind!r}")
+    if verify and meta.get("sha256") and file_sha256(weights) != meta["sha256"]:
+        raise CheckpointError(f"{weights}: sha256 differs from {CONFIG} (corrupt or modified file)")
+    try:
+        state = load_file(str(weights))
+    except Exception as e:  # safetensors raises its own error types
+        raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
+    return state, meta
+
+
+def torch_load_weights(path: str | Path) -> Any:
+    """torch.load restricted to tensors and plain containers (no arbitrary pickled objects)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: refused, the file holds pickled Python objects besides tensors "
+            f"(only weights are loaded; re-save it as a plain state dict): {e}"
+        ) from e
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+                     ignore_missing: Iterable[str] = ()) -> None:
+    """Raise CheckpointError naming every missing / unexpected key and every wrong shape."""
+    own = module.state_dict()
+    ignore = set(ignore_missing)
+    missing = sorted(k for k in own if k not in state and k not in ignore)
+    unexpected = sorted(k for k in state if k not in own)
+    shapes = sorted(f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+                    for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {', '.join(missing[:20])}{' ...' if len(missing) > 20 else ''}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:20])}"
+                        f"{' ...' if len(unexpected) > 20 else ''}")
+    if shapes:
+        problems.append(f"wrong sizes ({len(shapes)}): {'; '.join(shapes[:20])}")
+    if problems:
+        raise CheckpointError(f"{source} does not fit {type(module).__name__}: " + " | ".join(problems))
+
+
+def load_into(module: nn.Module, state: Mapping[str, torch.Tensor], source: str,
+              ignore_missing: Iterable[str] = ()) -> nn.Module:
+    """Strict load with a clear error (see `check_state_dict`)."""
+    check_state_dict(module, state, source, ignore_missing)
+    module.load_state_dict(state, strict=False)
+    return module
