@@ -46,6 +46,10 @@ class GeneratorConfig:
     # which generator parts Delta P shifts: "synthesis" (StyleGAN layers) or "synthesis+mapping"
     delta_p_scope: str = "synthesis"
     output_activation: str = "sigmoid"
+    # ModulatedConv2d form: true = per-sample weights in one grouped conv (StyleGAN2 reference);
+    # false = scale activations, shared-weight conv, scale outputs (same result; faster on CPU here
+    # with channels_last, and the form NVlabs trains with). See BENCHMARKS.md.
+    fused_modconv: bool = False
 
 
 @dataclass
@@ -95,6 +99,111 @@ class FaceConfig:
     mask: MaskConfig = field(default_factory=MaskConfig)
 
 
+# --------------------------------------------------------------------------- data
+@dataclass
+class SynthConfig:
+    """The embedded synthetic talking-face corpus (DESIGN.md section 4), in the VoxCeleb2 layout."""
+
+    out: str = "data/raw/synthetic"
+    seed: int = 0
+    identities_dev: int = 8
+    identities_test: int = 4
+    videos_per_identity: int = 2
+    clips_per_video: int = 2
+    seconds: float = 4.0
+    resolution: int = 224
+    fps: float = 25.0
+    sample_rate: int = 16000
+    workers: int = 2  # processes
+
+
+@dataclass
+class SourceConfig:
+    """One dataset root to scan into the manifest."""
+
+    dataset: str = "synthetic"  # voxceleb2 | lrw | synthetic
+    root: str = "data/raw/synthetic"  # local path or fsspec URI
+    splits: list[str] = field(default_factory=list)  # dataset split names; empty = all
+    fraction: float = 1.0  # deterministic subset of videos (the paper: ~0.2 of VoxCeleb2)
+
+
+@dataclass
+class ManifestConfig:
+    sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    identities: list[str] = field(default_factory=list)  # keep only these identities (empty = all)
+    workers: int = 8  # probing threads
+
+
+@dataclass
+class LandmarksConfig:
+    backend: str = "precomputed"  # precomputed (sidecar files) | face_alignment
+    detect_every: int = 5  # face_alignment: run S3FD on every N-th frame, interpolate boxes between
+    batch_size: int = 32  # frames per detector / FAN batch
+    filter_threshold: float = 0.5  # S3FD score threshold
+    weights_dir: Optional[str] = None  # a TORCH_HOME holding hub/checkpoints/{2DFAN4..., s3fd...}
+    allow_download: bool = False  # let face-alignment download missing weights (network!)
+    actors: int = 1  # actor pool size for the landmark stage (face_alignment backend)
+    gpus_per_actor: float = 0.0  # fractional GPUs per landmark actor when GPUs are present
+
+
+@dataclass
+class GateConfig:
+    """Quality gates: a clip failing one is recorded in failures.parquet with the reason."""
+
+    min_frames: int = 25  # too_short: fewer frames (at 25 fps) than this
+    max_missing_face: float = 0.2  # no_face: more frames than this fraction without a face
+    several_faces_ratio: float = 0.6  # several_faces: a second face at least this large (relative size)...
+    several_faces_fraction: float = 0.3  # ...on at least this fraction of the frames checked
+    min_face_px: float = 48.0  # face_too_small: median landmark box diagonal below this (pixels)
+    max_landmark_jump: float = 0.2  # landmark_jumps: a frame-to-frame mean motion above this x face size
+    min_audio_db: float = -50.0  # silent_audio: RMS level (dBFS) below this
+    min_audio_coverage: float = 0.5  # audio shorter than this fraction of the video: rejected
+
+
+@dataclass
+class GPENConfig:
+    enabled: bool = False
+    weights: Optional[str] = None  # GPEN-BFR-256.pth / GPEN-BFR-512.pth
+    model: str = "GPEN-BFR-256"
+    splits: list[str] = field(default_factory=lambda: ["test"])  # the paper cleans the VoxCeleb2 test set
+    alpha: float = 1.0  # blend: alpha * restored + (1 - alpha) * input
+    batch_size: int = 8
+    actors: int = 1
+    gpus_per_actor: float = 0.0
+
+
+@dataclass
+class PreprocessConfig:
+    shard_size: int = 8  # clips per shard
+    frame_codec: str = "jpeg"  # how aligned frames are stored (see BENCHMARKS.md for the choice)
+    jpeg_quality: int = 95
+    fps: float = 25.0
+    sample_rate: int = 16000
+    landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
+    gates: GateConfig = field(default_factory=GateConfig)
+    gpen: GPENConfig = field(default_factory=GPENConfig)
+
+
+@dataclass
+class LoaderConfig:
+    """Shards -> training batches (stylesync/data/loader.py)."""
+
+    batch_size: int = 8  # windows per batch (per worker process of DDP)
+    window: int = 5  # consecutive target frames per example (the sync loss sees 5)
+    windows_per_clip: int = 4  # examples cut from one decoded clip
+    reference: str = "window"  # "window": 5 consecutive reference frames from another time; "frame": one
+    min_reference_gap: int = 5  # reference start at least this many frames from the target start
+    shuffle_buffer: int = 128  # examples
+    workers: int = 2  # DataLoader worker processes (0 = in the main process)
+
+
+@dataclass
+class RayConfig:
+    address: Optional[str] = None  # None: start a local Ray; "auto" or ray://host:port: join a cluster
+    num_cpus: Optional[int] = None  # local Ray only
+    include_dashboard: bool = False
+
+
 # --------------------------------------------------------------------------- top level
 @dataclass
 class PathsConfig:
@@ -128,6 +237,10 @@ class Params:
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:1", ...
     paths: PathsConfig = field(default_factory=PathsConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
+    synth: SynthConfig = field(default_factory=SynthConfig)
+    manifest: ManifestConfig = field(default_factory=ManifestConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -85,7 +85,7 @@ class StyleSyncGenerator(nn.Module):
         hidden = [EqualLinear(cfg.face_dim, cfg.face_dim, activation="fused_lrelu") for _ in range(cfg.dw_hidden_layers)]
         self.mlp_dw = nn.Sequential(*hidden, EqualLinear(cfg.face_dim, self.n_latent * self.style_dim, zero_init=True))
         self.synthesis = SynthesisNetwork(size, self.style_dim, cfg.channel_multiplier, cfg.narrow, cfg.blur_kernel,
-                                          concat_noise=True)
+                                          concat_noise=True, fused_modconv=cfg.fused_modconv)
         self.mask_layers = masked_noise_layers(size, cfg.mask_n_noise)
         self.delta_p: Optional[DeltaP] = None
         self.use_delta_w = True

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import LRELU_GAIN, LRELU_SLOPE, fused_leaky_relu, make_kernel, upfirdn2d
+from .ops import LRELU_GAIN, LRELU_SLOPE, fused_leaky_relu_, make_kernel, upfirdn2d
 
 
 class PixelNorm(nn.Module):
@@ -25,13 +25,13 @@ class FusedLeakyReLU(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: a fresh intermediate (modified in place)
+        return fused_leaky_relu_(x, self.bias)
 
 
 class ScaledLeakyReLU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu(x, LRELU_SLOPE) * LRELU_GAIN
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: a fresh intermediate (modified in place)
+        return fused_leaky_relu_(x, None)
 
 
 class EqualLinear(nn.Module):
@@ -52,7 +52,7 @@ class EqualLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., in) -> (..., out)
         bias = self.bias * self.lr_mul if self.bias is not None else None
         if self.activation:
-            return fused_leaky_relu(F.linear(x, self.weight * self.scale), bias)
+            return fused_leaky_relu_(F.linear(x, self.weight * self.scale), bias)
         return F.linear(x, self.weight * self.scale, bias)
 
 
@@ -148,7 +148,7 @@ class ModulatedConv2d(nn.Module):
             if self.demodulate:
                 # sum_i,k (w_oik * s_bi)^2 = (s_b^2) @ (sum_k w_oik^2)^T
                 demod = torch.rsqrt(s.pow(2) @ w0.pow(2).sum([2, 3]).t() + 1e-8)  # (B, out)
-                out = out * demod.reshape(b, self.out_channel, 1, 1)
+                out = out.mul_(demod.reshape(b, self.out_channel, 1, 1))  # fresh conv output: in place
         if self.upsample:
             out = self.blur(out)  # (B, out, 2H, 2W)
         return out
@@ -167,9 +167,17 @@ class NoiseInjection(nn.Module):
         if noise is None:
             b, _, h, w = x.shape
             noise = x.new_empty(b, x.shape[1] if self.concat else 1, h, w).normal_()
-        if self.concat:
+        if not self.concat:
+            return x + self.weight * noise
+        if torch.is_grad_enabled():
             return torch.cat([x, self.weight * noise], dim=1)
-        return x + self.weight * noise
+        # inference: write both halves into one buffer (one full-size allocation instead of two)
+        b, c, h, w = x.shape
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and c > 1 else torch.contiguous_format
+        out = torch.empty((b, c + noise.shape[1], h, w), dtype=x.dtype, device=x.device, memory_format=fmt)
+        out[:, :c].copy_(x)
+        torch.mul(noise, self.weight.to(x.dtype), out=out[:, c:])
+        return out
 
 
 class ConstantInput(nn.Module):

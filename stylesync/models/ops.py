@@ -42,12 +42,24 @@ def upfirdn2d(
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
     p0, p1 = pad
-    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    if p0 < 0 or p1 < 0:
-        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
+    conv_pad = 0
+    if p0 == p1 and p0 >= 0:
+        conv_pad = p0  # symmetric: let the convolution pad (saves a padded copy)
+    else:
+        x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+        if p0 < 0 or p1 < 0:
+            x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
     # true convolution = correlation with the flipped kernel; depthwise over channels
-    weight = torch.flip(kernel, [0, 1]).to(x.dtype).reshape(1, 1, kh, kw).expand(c, 1, kh, kw)
-    return F.conv2d(x, weight, stride=down, groups=c)
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype).reshape(1, 1, kh, kw).repeat(c, 1, 1, 1)
+    return F.conv2d(x, weight, stride=down, padding=conv_pad, groups=c)
+
+
+def fused_leaky_relu_(x: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """In-place `fused_leaky_relu` for fresh intermediates (conv/linear/cat outputs, which their
+    backward does not save): three in-place passes instead of three new full-size tensors."""
+    if bias is not None:
+        x = x.add_(bias.to(x.dtype).reshape([1, -1] + [1] * (x.ndim - 2)))
+    return F.leaky_relu_(x.mul_(LRELU_GAIN), LRELU_SLOPE)  # lrelu(z) * c == lrelu(z * c) for c > 0
 
 
 def fused_leaky_relu(

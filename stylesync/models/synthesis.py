@@ -44,14 +44,17 @@ def encoder_noises(
     by_res = {m.shape[-1]: m for m in maps}
     res = noise_resolutions(size)
     masked = masked or [False] * len(res)
+    masked_maps: dict[int, torch.Tensor] = {}  # each masked map is computed once, used twice
     noises = []
     for r, is_masked in zip(res, masked):
         f = by_res[r]
         if is_masked:
-            if mask is None:
-                raise ValueError("Eq. 1 masks encoder maps of this generator: pass the lower-face mask")
-            m = mask if mask.shape[-1] == r else F.interpolate(mask, size=(r, r), mode="area")
-            f = (1 - m.to(f.dtype)) * f
+            if r not in masked_maps:
+                if mask is None:
+                    raise ValueError("Eq. 1 masks encoder maps of this generator: pass the lower-face mask")
+                m = mask if mask.shape[-1] == r else F.interpolate(mask, size=(r, r), mode="area")
+                masked_maps[r] = (1 - m.to(f.dtype)) * f
+            f = masked_maps[r]
         noises.append(f)
     return noises
 

@@ -1,0 +1,178 @@
+"""Benchmark the generator and discriminator: forward and forward+backward time, images/s, FLOPs
+per image, achieved GFLOP/s and peak memory, at the paper size (256) and the demo size.
+
+    python bench/model.py                       # CPU, sizes 256 and the demo size, batch 4
+    python bench/model.py --device cuda --bf16 --compile
+
+Each configuration runs in a fresh process so that peak memory (RSS on CPU, allocator peak on GPU)
+is its own. Results: a Markdown table on stdout and JSON lines in bench/results/.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import multiprocessing as mp
+import platform
+import resource
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from stylesync.config import load_params
+from stylesync.models.card import generator_inputs
+from stylesync.models.discriminator import Discriminator
+from stylesync.models.generator import StyleSyncGenerator
+
+
+def _configs(params, size: int, fused: bool):
+    g = params.model.generator
+    d = params.model.discriminator
+    if size == 256:  # the paper's model, whatever the demo params say
+        g = type(g)(fused_modconv=fused)
+        d = type(d)()
+    else:
+        g = type(g)(**{**g.__dict__, "fused_modconv": fused})
+    return g, d
+
+
+def _measure(job: dict, queue) -> None:
+    torch.manual_seed(0)
+    device = torch.device(job["device"])
+    params = load_params(job["params"])
+    gcfg, dcfg = _configs(params, job["size"], job["fused"])
+    model = (StyleSyncGenerator(gcfg) if job["model"] == "G" else Discriminator(dcfg)).to(device)
+    b, size = job["batch"], job["size"]
+    if job["model"] == "G":
+        inputs = [x.to(device) for x in generator_inputs(size, b)]
+    else:
+        inputs = [torch.rand(b, 3, size, size, device=device)]
+    if job["channels_last"]:
+        inputs = [x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 and x.shape[1] > 1 else x for x in inputs]
+    train = job["mode"] == "fwd+bwd"
+    model.train(train)
+    fn = torch.compile(model) if job["compile"] else model
+    amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=job["bf16"])
+
+    def step():
+        with amp:
+            if train:
+                out = fn(*inputs)
+                out.float().mean().backward()
+            else:
+                with torch.no_grad():
+                    fn(*inputs)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    with FlopCounterMode(display=False) as counter:
+        with amp:
+            out = model(*inputs)
+            if train:
+                out.float().mean().backward()
+    flops = counter.get_total_flops() / b
+    model.zero_grad(set_to_none=True)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    step()  # warm-up (and compilation)
+    warm = time.perf_counter() - t0
+    times = []
+    deadline = time.perf_counter() + job["seconds"]
+    while len(times) < job["min_repeats"] or (time.perf_counter() < deadline and len(times) < job["max_repeats"]):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    sec = sorted(times)[len(times) // 2]
+    peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+    queue.put({**job, "flops_per_image": flops, "s_per_batch": sec, "images_per_s": b / sec,
+               "gflops_per_s": flops * b / sec / 1e9, "peak_mem_gib": peak / 2**30, "warmup_s": warm,
+               "repeats": len(times)})
+
+
+def peak_gflops(device: str) -> dict:
+    """Reference throughput of this machine: a large fp32 matmul and the largest 3x3 conv of G at 256."""
+    dev = torch.device(device)
+    a = torch.randn(4096, 4096, device=dev)
+    x = torch.randn(4, 512, 128, 128, device=dev).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 512, 3, 3, device=dev)
+    out = {}
+    for name, fn, flops in [("matmul_4096", lambda: a @ a, 2 * 4096**3),
+                            ("conv3x3_512_256_128", lambda: torch.nn.functional.conv2d(x, w, padding=1),
+                             2 * 4 * 256 * 512 * 9 * 128 * 128)]:
+        with torch.no_grad():
+            fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            for _ in range(3):
+                fn()
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+        out[name] = flops * 3 / (time.perf_counter() - t0) / 1e9
+    return out
+
+
+def machine() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--sizes", default="256,demo")
+    ap.add_argument("--models", default="G,D")
+    ap.add_argument("--modes", default="fwd,fwd+bwd")
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--fused", default="false", help="modconv form(s): false, true or both")
+    ap.add_argument("--channels-last", default="true", help="true, false or both")
+    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--seconds", type=float, default=10.0, help="time budget per configuration")
+    ap.add_argument("--out", default="bench/results")
+    args = ap.parse_args()
+    demo = load_params(args.params).model.generator.size
+    sizes = [demo if s == "demo" else int(s) for s in args.sizes.split(",")]
+    opts = {"true": [True], "false": [False], "both": [False, True]}
+    jobs = [dict(params=args.params, device=args.device, size=s, model=m, mode=mode, batch=args.batch, fused=f,
+                 channels_last=cl, bf16=args.bf16, compile=args.compile, seconds=args.seconds,
+                 min_repeats=2, max_repeats=50)
+            for s in sizes for m in args.models.split(",") for mode in args.modes.split(",")
+            for f in (opts[args.fused] if m == "G" else [False]) for cl in opts[args.channels_last]]
+    ctx = mp.get_context("spawn")
+    peak = peak_gflops(args.device)
+    print(f"machine: {machine()}; reference GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
+    print("| model | size | mode | variant | batch | s/image | images/s | GFLOP/image | GFLOP/s | peak mem GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    results = []
+    for job in jobs:
+        q = ctx.Queue()
+        p = ctx.Process(target=_measure, args=(job, q))
+        p.start()
+        p.join()
+        if p.exitcode != 0:
+            print(f"failed: {job}")
+            continue
+        results.append(q.get())
+        r = results[-1]
+        print(f"| {r['model']} | {r['size']} | {r['mode']} | {'fused' if r['fused'] else 'unfused'}"
+              f"{' CL' if r['channels_last'] else ''}{' bf16' if r['bf16'] else ''}{' compile' if r['compile'] else ''}"
+              f" | {r['batch']} | {r['s_per_batch'] / r['batch']:.3f} | {r['images_per_s']:.2f} "
+              f"| {r['flops_per_image'] / 1e9:.2f} | {r['gflops_per_s']:.1f} | {r['peak_mem_gib']:.2f} |", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y-%m-%dT%H%M%S")
+    with open(out / f"model-{args.device}-{stamp}.jsonl", "w") as f:
+        for r in results:
+            f.write(json.dumps({**r, "machine": machine(), "date": stamp, "torch": torch.__version__,
+                                "reference_gflops": peak}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
