@@ -29,6 +29,15 @@ def arg(*flags, **kw) -> tuple[tuple, dict]:
 
 
 COMMANDS: dict[str, Command] = {
+    "synth": Command("stylesync.data.synthetic:run", "generate the synthetic talking-face corpus (VoxCeleb2 layout)"),
+    "manifest": Command(
+        "stylesync.data.manifest:run", "scan VoxCeleb2 / LRW / synthetic roots into data/manifest.parquet",
+        [arg("-o", "--output", help="output parquet (default: paths.manifest)")],
+    ),
+    "preprocess": Command(
+        "stylesync.data.build_shards:run", "manifest -> aligned faces + mel in WebDataset shards (Ray Data)",
+        [arg("--executor", choices=["ray", "local"], default="ray", help="Ray Data (default) or in-process")],
+    ),
     "model-card": Command(
         "stylesync.models.card:run", "parameter counts and FLOPs of the configured models",
         [arg("-o", "--output", help="output JSON (default: <paths.metrics>/model.json)")],

@@ -41,8 +41,8 @@ def is_uri(path: str | os.PathLike) -> bool:
 
 
 def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
-    fs, _, (p,) = fsspec.get_fs_token_paths(str(path))
-    return fs, p
+    """(filesystem, path within it) without glob expansion of the path."""
+    return fsspec.core.url_to_fs(str(path))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -1,0 +1,181 @@
+"""Shards -> training batches (webdataset), split by rank and worker, shuffled, resampled epochs.
+
+An example is a window of `window` (5) consecutive target frames of a clip, a reference from
+another time of the same clip (the paper's protocol), the mel window of each target frame and the
+mel window of the whole 0.2 s (for the sync loss). Several windows are cut from each clip.
+
+Batch layout (a dict of tensors; S = model size, T = window):
+    target     (B, T, 3, S, S) float32 in [0, 1]   ground-truth aligned frames
+    reference  (B, T, 3, S, S) float32 in [0, 1]   reference frames (T copies of one frame if reference="frame")
+    mel        (B, T, 1, 80, 16) float32            Wav2Lip mel window of every target frame
+    sync_mel   (B, 1, 80, 16) float32               mel window of the T frames together (SyncNet input)
+    start      (B,) int64, ref_start (B,) int64     frame indices in the clip
+    identity, clip_id: lists of str
+The lower-face mask is not in the batch: it is fixed (stylesync.face.mask.lower_face_mask).
+
+Determinism: the stream of batches is a function of (seed, rank, worker), and `skip_batches` fast-
+forwards past the first k batches without decoding their frames (exact data position on resume).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
+from ..config import LoaderConfig
+from .sample import FRAME_FIELDS, decode_jpeg, jpeg_list, npy_load
+
+log = logging.getLogger(__name__)
+
+
+def shard_urls(root: str, split: str) -> list[str]:
+    """All shard tars of a split (sorted)."""
+    urls = sorted(str(p) for p in Path(root, split).glob("shard-*.tar"))
+    if not urls:
+        raise FileNotFoundError(f"no shards in {Path(root, split)} (run the preprocess stage first)")
+    return urls
+
+
+@dataclass
+class ClipView:
+    """The parts of a raw sample the sampler needs (frames stay encoded)."""
+
+    key: str
+    meta: dict
+    jpegs: list[bytes]
+    mel: np.ndarray  # (80, T_mel) float16
+
+
+def clip_view(sample: dict) -> ClipView:
+    if FRAME_FIELDS["jpeg"] not in sample:
+        raise ValueError(f"{sample.get('__key__')}: the loader reads JPEG-coded shards (frame_codec: jpeg)")
+    return ClipView(sample["__key__"], json.loads(sample["json"]), jpeg_list(sample[FRAME_FIELDS["jpeg"]]),
+                    npy_load(sample["mel.npy"]))
+
+
+def worker_rng(seed: int) -> np.random.Generator:
+    rank, world, worker, n_workers = wds.utils.pytorch_worker_info()
+    return np.random.default_rng([seed, rank, worker])
+
+
+class WindowSampler:
+    """raw sample -> list of example specs (no frame decoding); optional clip filter / frame limit."""
+
+    def __init__(self, cfg: LoaderConfig, seed: int, select: Optional[Callable[[dict], bool]] = None,
+                 frame_limit: Optional[int] = None):
+        self.cfg, self.seed, self.select, self.frame_limit = cfg, seed, select, frame_limit
+        self.rng: Optional[np.random.Generator] = None
+
+    def __call__(self, sample: dict) -> list[tuple]:
+        if self.rng is None:  # created in the worker process
+            self.rng = worker_rng(self.seed)
+        view = clip_view(sample)
+        if self.select is not None and not self.select(view.meta):
+            return []
+        n = len(view.jpegs) if self.frame_limit is None else min(len(view.jpegs), self.frame_limit)
+        w = self.cfg.window
+        if n < w + 1:
+            return []
+        specs = []
+        for _ in range(self.cfg.windows_per_clip):
+            s = int(self.rng.integers(0, n - w + 1))
+            far = [r for r in range(0, n - w + 1) if abs(r - s) >= self.cfg.min_reference_gap]
+            r = int(self.rng.choice(far)) if far else int(self.rng.choice([r for r in range(0, n - w + 1) if r != s]))
+            specs.append((view, s, r))
+        return specs
+
+
+def _flatten(src):
+    for items in src:
+        yield from items
+
+
+def decode_batch(specs: list[tuple], cfg: LoaderConfig, size: int) -> dict:
+    """Example specs -> the batch dict (see the module docstring)."""
+    w = cfg.window
+    targets, refs, mels, sync_mels = [], [], [], []
+    for view, s, r in specs:
+        crop = view.meta["crop_size"]
+        reduce = crop // size if crop % size == 0 and crop // size in (1, 2, 4, 8) else 1
+        idx_t = list(range(s, s + w))
+        idx_r = list(range(r, r + w)) if cfg.reference == "window" else [r] * w
+        frames = {i: decode_jpeg(view.jpegs[i], reduce) for i in set(idx_t) | set(idx_r)}
+        if next(iter(frames.values())).shape[0] != size:
+            import cv2
+
+            frames = {i: cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for i, f in frames.items()}
+        targets.append(np.stack([frames[i] for i in idx_t]))
+        refs.append(np.stack([frames[i] for i in idx_r]))
+        mel = pad_mel_for_frames(view.mel, s + w).astype(np.float32)
+        mels.append(np.stack([mel[:, mel_start(i) : mel_start(i) + MEL_STEP] for i in idx_t]))
+        sync_mels.append(mel[:, mel_start(s) : mel_start(s) + MEL_STEP])
+
+    def to_tensor(frames: list[np.ndarray]) -> torch.Tensor:  # list of (T, S, S, 3) uint8
+        return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).float().div_(255)
+
+    return {
+        "target": to_tensor(targets), "reference": to_tensor(refs),
+        "mel": torch.from_numpy(np.stack(mels)).unsqueeze(2),  # (B, T, 1, 80, 16)
+        "sync_mel": torch.from_numpy(np.stack(sync_mels)).unsqueeze(1),  # (B, 1, 80, 16)
+        "start": torch.tensor([s for _, s, _ in specs]), "ref_start": torch.tensor([r for _, _, r in specs]),
+        "identity": [v.meta.get("identity") for v, _, _ in specs], "clip_id": [v.meta["clip_id"] for v, _, _ in specs],
+    }
+
+
+def _skip_for_worker(skip_batches: int) -> int:
+    """Batches this worker must drop so that the DataLoader's round-robin stream skips `skip_batches`."""
+    _, _, worker, n_workers = wds.utils.pytorch_worker_info()
+    return len(range(worker, skip_batches, max(n_workers, 1)))
+
+
+def _skip(src, skip_batches: int):
+    n = _skip_for_worker(skip_batches)
+    for i, item in enumerate(src):
+        if i >= n:
+            yield item
+
+
+def training_pipeline(urls: list[str], cfg: LoaderConfig, size: int, seed: int = 0, skip_batches: int = 0,
+                      select: Optional[Callable[[dict], bool]] = None, frame_limit: Optional[int] = None,
+                      batch_size: Optional[int] = None) -> wds.DataPipeline:
+    """The infinite, deterministic stream of batches (use with `make_loader`)."""
+    bs = batch_size or cfg.batch_size
+    return wds.DataPipeline(
+        wds.ResampledShards(urls, seed=seed, deterministic=True),
+        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        wds.map(WindowSampler(cfg, seed, select, frame_limit), handler=wds.warn_and_continue),
+        _flatten,
+        wds.detshuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 32), seed=seed),
+        wds.batched(bs, collation_fn=list, partial=False),
+        lambda src: _skip(src, skip_batches),
+        wds.map(lambda specs: decode_batch(specs, cfg, size), handler=wds.warn_and_continue),
+    )
+
+
+def make_loader(pipeline: wds.DataPipeline, workers: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over an already-batched pipeline (in-order, so the stream is deterministic)."""
+    return torch.utils.data.DataLoader(pipeline, batch_size=None, num_workers=workers,
+                                       persistent_workers=False, prefetch_factor=2 if workers else None)
+
+
+def iter_clips(urls: list[str]):
+    """Every clip of the shards once, in order, decoded: (meta, frames (T,S,S,3) uint8, sample dict)."""
+    ds = wds.WebDataset(urls, shardshuffle=False, handler=wds.warn_and_continue, empty_check=False)
+    for sample in ds:
+        view = clip_view(sample)
+        frames = np.stack([decode_jpeg(j) for j in view.jpegs])
+        yield view.meta, frames, sample
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,182 @@
+"""68-point landmarks per frame: the face-alignment backend (batched, detect every N frames) and the
+precomputed sidecar backend; per-point temporal smoothing.
+
+A `LandmarkTrack` holds the main face's landmarks (T, 68, 2) in frame pixels (NaN where there is no
+face) and how many faces each frame showed (-1 where the detector did not run).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from scipy.ndimage import gaussian_filter1d
+
+from ..config import LandmarksConfig
+
+log = logging.getLogger(__name__)
+
+FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
+S3FD_FILE = "s3fd-619a316812.pth"
+
+
+@dataclass
+class LandmarkTrack:
+    landmarks: np.ndarray  # (T, 68, 2) float32, NaN = no face
+    n_faces: np.ndarray  # (T,) int, faces seen (-1: not detected on this frame)
+    second_face_ratio: np.ndarray  # (T,) size of the 2nd largest face / the largest (0 if none)
+
+    def take(self, idx: np.ndarray) -> "LandmarkTrack":
+        return LandmarkTrack(self.landmarks[idx], self.n_faces[idx], self.second_face_ratio[idx])
+
+
+def face_size(landmarks: np.ndarray) -> np.ndarray:
+    """(..., 68, 2) -> (...,) diagonal of the landmarks' bounding box."""
+    span = np.nanmax(landmarks, axis=-2) - np.nanmin(landmarks, axis=-2)
+    return np.hypot(span[..., 0], span[..., 1])
+
+
+# ------------------------------------------------------------------------------ precomputed sidecar
+def load_sidecar(path: str | os.PathLike) -> LandmarkTrack:
+    """A `.landmarks.npy` sidecar: (T, 68, 2) for one face or (T, F, 68, 2) for several (NaN-padded).
+    The main face of a frame is the largest."""
+    from ..video import local_file
+
+    with local_file(path) as p:
+        arr = np.load(p, allow_pickle=False).astype(np.float32)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[2:] != (68, 2):
+        raise ValueError(f"{path}: landmarks must be (T, 68, 2) or (T, F, 68, 2), got {arr.shape}")
+    valid = np.isfinite(arr).all(axis=(2, 3))  # (T, F)
+    sizes = np.where(valid, face_size(np.where(valid[..., None, None], arr, 0)), 0.0)  # (T, F)
+    order = np.argsort(-sizes, axis=1)
+    main = np.take_along_axis(arr, order[:, :1, None, None], axis=1)[:, 0]  # (T, 68, 2)
+    main[~valid.any(axis=1)] = np.nan
+    s_sorted = np.take_along_axis(sizes, order, axis=1)
+    ratio = s_sorted[:, 1] / np.maximum(s_sorted[:, 0], 1e-6) if arr.shape[1] > 1 else np.zeros(len(arr))
+    return LandmarkTrack(main, valid.sum(1).astype(np.int64), ratio.astype(np.float32))
+
+
+# ------------------------------------------------------------------------------ face-alignment
+def fan_weights_dir(cfg: LandmarksConfig) -> Path:
+    """Where face-alignment looks for its files: `<TORCH_HOME>/hub/checkpoints`."""
+    import torch
+
+    home = Path(cfg.weights_dir) if cfg.weights_dir else Path(torch.hub.get_dir()).parent
+    return home / "hub" / "checkpoints"
+
+
+class FaceAlignmentLandmarks:
+    """face-alignment's S3FD + 2D-FAN, batched over frames: the detector runs every `detect_every`
+    frames (batched), boxes are interpolated in between, and FAN runs on batches of face crops made
+    with face-alignment's own crop / heatmap decoding. Weights are read from `fan_weights_dir`; with
+    `allow_download: false` (default) a missing file is an error that says where to put it."""
+
+    def __init__(self, cfg: LandmarksConfig, device: str = "cpu"):
+        import torch
+        import face_alignment
+
+        self.cfg = cfg
+        ckpt = fan_weights_dir(cfg)
+        missing = [f for f in (FAN_FILE, S3FD_FILE) if not (ckpt / f).exists()]
+        if missing and not cfg.allow_download:
+            raise FileNotFoundError(
+                f"face-alignment weights missing in {ckpt}: {', '.join(missing)}. Put the files there "
+                f"(from face_alignment.api.models_urls / the S3FD URL), set landmarks.weights_dir, or set "
+                f"landmarks.allow_download: true to let face-alignment download them.")
+        if cfg.weights_dir:
+            torch.hub.set_dir(str(Path(cfg.weights_dir) / "hub"))
+        self.device = device
+        self.fa = face_alignment.FaceAlignment(
+            face_alignment.LandmarksType.TWO_D, device=device, flip_input=False, compile=False,
+            face_detector="sfd", face_detector_kwargs={"filter_threshold": cfg.filter_threshold})
+        self.torch = torch
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        """S3FD on (K, H, W, 3) frames in batches -> per frame an (n, 5) array of boxes + scores."""
+        out = []
+        for i in range(0, len(frames), self.cfg.batch_size):
+            batch = self.torch.from_numpy(np.ascontiguousarray(frames[i : i + self.cfg.batch_size])).permute(0, 3, 1, 2)
+            for boxes in self.fa.face_detector.detect_from_batch(batch.float().to(self.device)):
+                out.append(np.asarray(boxes, np.float32).reshape(-1, 5))
+        return out
+
+    def __call__(self, frames: np.ndarray) -> LandmarkTrack:
+        from face_alignment.utils import CENTER_Y_OFFSET, crop, get_preds_fromhm
+
+        t_total = len(frames)
+        keys = sorted(set(range(0, t_total, self.cfg.detect_every)) | {t_total - 1})
+        dets = self.detect(frames[keys])
+        n_faces = np.full(t_total, -1, np.int64)
+        ratio = np.zeros(t_total, np.float32)
+        key_boxes = {}
+        for k, boxes in zip(keys, dets):
+            n_faces[k] = len(boxes)
+            if len(boxes):
+                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                order = np.argsort(-area)
+                key_boxes[k] = boxes[order[0], :4]
+                if len(boxes) > 1:
+                    ratio[k] = np.sqrt(area[order[1]] / max(area[order[0]], 1e-6))
+        boxes = interpolate_boxes(key_boxes, t_total, max_gap=2 * self.cfg.detect_every)  # (T, 4), NaN = none
+        landmarks = np.full((t_total, 68, 2), np.nan, np.float32)
+        todo = [t for t in range(t_total) if np.isfinite(boxes[t]).all()]
+        ref = self.fa.face_detector.reference_scale
+        for i in range(0, len(todo), self.cfg.batch_size):
+            chunk = todo[i : i + self.cfg.batch_size]
+            centers, scales, crops = [], [], []
+            for t in chunk:
+                x1, y1, x2, y2 = (float(v) for v in boxes[t])
+                center = np.array([(x1 + x2) / 2, (y1 + y2) / 2 - (y2 - y1) * CENTER_Y_OFFSET])
+                scale = (x2 - x1 + y2 - y1) / ref
+                centers.append(center)
+                scales.append(scale)
+                crops.append(crop(frames[t], center, scale).transpose(2, 0, 1).astype(np.float32) / 255.0)
+            with self.torch.no_grad():
+                hm = self.fa.face_alignment_net(self.torch.from_numpy(np.stack(crops)).to(self.device))
+            hm = (hm[-1] if isinstance(hm, list) else hm).float().cpu().numpy()
+            for j, t in enumerate(chunk):
+                _, pts_img, _ = get_preds_fromhm(hm[j : j + 1], centers[j], scales[j])
+                landmarks[t] = pts_img.reshape(68, 2)
+        return LandmarkTrack(landmarks, n_faces, ratio)
+
+
+def interpolate_boxes(key_boxes: dict[int, np.ndarray], n: int, max_gap: int) -> np.ndarray:
+    """Boxes detected at key frames -> a box for every frame, linearly interpolated between key
+    frames no more than `max_gap` apart; NaN elsewhere. (n, 4)"""
+    out = np.full((n, 4), np.nan, np.float32)
+    keys = sorted(key_boxes)
+    for k in keys:
+        out[k] = key_boxes[k]
+    for a, b in zip(keys, keys[1:]):
+        if b - a <= max_gap:
+            w = (np.arange(a + 1, b) - a) / (b - a)
+            out[a + 1 : b] = (1 - w)[:, None] * key_boxes[a] + w[:, None] * key_boxes[b]
+    return out
+
+
+# ------------------------------------------------------------------------------ smoothing
+def smooth_landmarks(landmarks: np.ndarray, sigma: float, max_gap: int = 3) -> np.ndarray:
+    """Per-point temporal Gaussian smoothing over runs of valid frames; gaps of up to `max_gap`
+    frames are filled by linear interpolation first, longer gaps stay NaN. (T, 68, 2) -> same."""
+    lm = np.array(landmarks, dtype=np.float64)
+    valid = np.isfinite(lm).all(axis=(1, 2))
+    if not valid.any():
+        return lm.astype(np.float32)
+    idx = np.flatnonzero(valid)
+    filled = valid.copy()
+    for a, b in zip(idx, idx[1:]):
+        if 1 < b - a <= max_gap + 1:
+            w = (np.arange(a + 1, b) - a) / (b - a)
+            lm[a + 1 : b] = (1 - w)[:, None, None] * lm[a] + w[:, None, None] * lm[b]
+            filled[a + 1 : b] = True
+    if sigma > 0:
+        # smooth each run of consecutive valid frames on its own (no smearing across long gaps)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], filled.astype(np.int8), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2]):
+            lm[start:stop] = gaussian_filter1d(lm[start:stop], sigma, axis=0, mode="nearest")
+    return lm.astype(np.float32)
