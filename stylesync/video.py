@@ -227,7 +227,8 @@ def write_video(
             vs.width, vs.height = frames.shape[2], frames.shape[1]
             vs.pix_fmt = pix_fmt
             if codec == "libx264":
-                vs.options = {"crf": str(crf), "preset": "medium"}
+                # mbtree off: x264's macroblock-tree rate control is not reproducible run to run
+                vs.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
             aus = None
             if audio is not None and len(audio):
                 aus = c.add_stream("aac", rate=sample_rate)

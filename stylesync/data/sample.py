@@ -58,7 +58,7 @@ def encode_frames(frames: np.ndarray, codec: str = "jpeg", quality: int = 95, cr
         with av.open(buf, "w", format="mp4") as c:
             s = c.add_stream("libx264", rate=25)
             s.width, s.height, s.pix_fmt = frames.shape[2], frames.shape[1], "yuv444p"
-            s.options = {"crf": str(crf), "preset": "medium"}
+            s.options = {"crf": str(crf), "preset": "medium", "x264-params": "mbtree=0"}
             for f in frames:
                 for pkt in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                     c.mux(pkt)

@@ -33,13 +33,13 @@ def canonical_landmarks(
 ) -> np.ndarray:
     """A 68-point face in template units (x right, y down). Neutral (defaults): mouth closed.
 
-    mouth_open: lip gap in units (~1.5 mm each); the jaw drops by 0.6x of it.
+    mouth_open: lip gap in units (~1.5 mm each); the jaw drops by 0.4x of it.
     mouth_width, jaw_width, face_length, eye_spacing: relative shape factors (identity).
     eye_open: 0 = closed lids (blink), 1 = open. mouth_y: vertical mouth offset (units)."""
     cx = TEMPLATE_BOX[0] / 2
     lm = np.zeros((68, 2))
     # jaw 0-16: half-ellipse from the subject's right ear (image left) over the chin
-    drop = 0.6 * mouth_open
+    drop = 0.4 * mouth_open
     ax, ay = 40.0 * jaw_width, 51.0 * face_length
     phi = np.pi / 2 - (np.arange(17) - 8) / 8 * 1.75
     lm[0:17, 0] = cx + ax * np.cos(phi)

@@ -1,0 +1,179 @@
+"""The embedded default dataset: a deterministic synthetic talking-face corpus (DESIGN.md section 4).
+
+Written like VoxCeleb2, {out}/{dev,test}/mp4/idNNNNN/<video_id>/NNNNN.mp4 (H.264 + AAC 16 kHz mono),
+with two sidecars per clip: NNNNN.landmarks.npy (float32 (T, 68, 2), frame pixels (x, y), exactly
+the landmarks rendered) and NNNNN.json (per-frame ground-truth articulation, head pose, blinks,
+phones, and the identity's appearance/voice/talking style).
+
+Every random draw comes from a Generator seeded by (seed, identity) for the identity and by (seed,
+identity, video, clip) for a clip, so a clip is the same whether generated alone or in a corpus.
+"""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import SynthConfig
+from ..io import atomic_write_bytes
+from ..video import write_video
+from .synth_audio import TalkingStyle, Voice, apply_style, mouth_track, sample_style, sample_voice, synthesize
+from .synth_face import Appearance, FaceRenderer, frame_landmarks, head_transform, sample_appearance, sample_motion
+
+log = logging.getLogger(__name__)
+VIDEO_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_IDENTITY, _VIDEO, _CLIP = 1, 2, 3  # seed-stream tags
+
+
+@dataclass(frozen=True)
+class Identity:
+    index: int
+    appearance: Appearance
+    voice: Voice
+    style: TalkingStyle
+
+    @property
+    def name(self) -> str:
+        return f"id{self.index:05d}"
+
+
+@dataclass(frozen=True)
+class ClipJob:
+    split: str  # dev | test
+    identity: int  # global index: dev 0..n_dev-1, test continues
+    video: int
+    clip: int
+
+
+@dataclass
+class Clip:
+    frames: np.ndarray  # (T, H, W, 3) uint8 RGB
+    audio: np.ndarray  # (N,) float32
+    landmarks: np.ndarray  # (T, 68, 2) float32, frame pixels
+    meta: dict
+
+
+def make_identity(seed: int, index: int) -> Identity:
+    a, v, s = np.random.SeedSequence([seed, _IDENTITY, index]).spawn(3)
+    return Identity(index, sample_appearance(np.random.default_rng(a)), sample_voice(np.random.default_rng(v)),
+                    sample_style(np.random.default_rng(s)))
+
+
+def video_id(seed: int, identity: int, video: int) -> str:
+    """An 11-character YouTube-like id."""
+    rng = np.random.default_rng([seed, _VIDEO, identity, video])
+    return "".join(VIDEO_ID_CHARS[i] for i in rng.integers(0, len(VIDEO_ID_CHARS), 11))
+
+
+def corpus_jobs(cfg: SynthConfig) -> list[ClipJob]:
+    splits = ["dev"] * cfg.identities_dev + ["test"] * cfg.identities_test
+    return [ClipJob(split, i, v, c) for i, split in enumerate(splits)
+            for v in range(cfg.videos_per_identity) for c in range(cfg.clips_per_video)]
+
+
+def clip_paths(cfg: SynthConfig, job: ClipJob) -> tuple[Path, Path, Path]:
+    """(mp4, landmarks .npy, .json) of a clip."""
+    d = Path(cfg.out) / job.split / "mp4" / f"id{job.identity:05d}" / video_id(cfg.seed, job.identity, job.video)
+    stem = f"{job.clip + 1:05d}"
+    return d / f"{stem}.mp4", d / f"{stem}.landmarks.npy", d / f"{stem}.json"
+
+
+def _r(x: np.ndarray) -> list:
+    return np.round(np.asarray(x, np.float64), 4).tolist()
+
+
+def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
+    """Render one clip in memory: audio, the mouth driven by it, head motion, blinks, frames."""
+    ident = make_identity(cfg.seed, job.identity)
+    audio_ss, motion_ss = np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(2)
+    n_frames = int(round(cfg.seconds * cfg.fps))
+    speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate)
+    aperture, spread = mouth_track(speech, n_frames, cfg.fps, cfg.sample_rate)  # (T,), (T,)
+    mouth_open, mouth_width = apply_style(ident.style, aperture, spread, ident.appearance.mouth_width)
+    mo = sample_motion(np.random.default_rng(motion_ss), n_frames, cfg.fps)
+    renderer = FaceRenderer(ident.appearance, cfg.resolution)
+    frames = np.empty((n_frames, cfg.resolution, cfg.resolution, 3), np.uint8)
+    landmarks = np.empty((n_frames, 68, 2), np.float32)
+    for t in range(n_frames):
+        m = head_transform(ident.appearance, cfg.resolution, mo.tx[t], mo.ty[t], mo.rot[t], mo.scale[t])  # (2, 3)
+        landmarks[t] = frame_landmarks(ident.appearance, m, mouth_open[t], mouth_width[t], mo.eye_open[t])
+        frames[t] = renderer.render(landmarks[t], m, mo.gaze[t])
+    meta = {
+        "identity": ident.name, "split": job.split, "video": video_id(cfg.seed, job.identity, job.video),
+        "clip": f"{job.clip + 1:05d}", "seed": cfg.seed, "fps": cfg.fps, "sample_rate": cfg.sample_rate,
+        "resolution": cfg.resolution, "n_frames": n_frames, "n_samples": len(speech.wav),
+        "mouth_open": _r(mouth_open), "mouth_width": _r(mouth_width), "aperture": _r(aperture),
+        "spread": _r(spread), "eye_open": _r(mo.eye_open),
+        "head": {"tx": _r(mo.tx), "ty": _r(mo.ty), "rot_deg": _r(mo.rot), "scale": _r(mo.scale)},
+        "phones": speech.phones, "style": asdict(ident.style), "voice": asdict(ident.voice),
+        "appearance": ident.appearance.to_dict(),
+    }
+    return Clip(frames, speech.wav, landmarks, meta)
+
+
+def is_complete(cfg: SynthConfig, job: ClipJob) -> bool:
+    return all(p.exists() for p in clip_paths(cfg, job))
+
+
+def write_clip(cfg: SynthConfig, job: ClipJob) -> dict:
+    """Generate and write one clip (the mp4 last; every write atomic)."""
+    mp4, npy, js = clip_paths(cfg, job)
+    clip = make_clip(cfg, job)
+    buf = io.BytesIO()
+    np.save(buf, clip.landmarks)
+    atomic_write_bytes(npy, buf.getvalue())
+    atomic_write_bytes(js, json.dumps(clip.meta, sort_keys=True, separators=(",", ":")).encode())
+    write_video(mp4, clip.frames, fps=cfg.fps, audio=clip.audio, sample_rate=cfg.sample_rate)
+    return {"frames": len(clip.frames), "seconds": len(clip.audio) / cfg.sample_rate}
+
+
+def _worker_init() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # small images: one thread per process is fastest
+
+
+def generate_corpus(cfg: SynthConfig) -> dict:
+    """Write the corpus, or complete it: clips whose mp4, landmarks and json all exist are skipped."""
+    t0 = time.perf_counter()
+    jobs = corpus_jobs(cfg)
+    todo = [job for job in jobs if not is_complete(cfg, job)]
+    results = []
+    with tqdm(total=len(todo), desc="synthetic corpus", unit="clip") as bar:
+        if cfg.workers <= 1 or len(todo) <= 1:
+            for job in todo:
+                results.append(write_clip(cfg, job))
+                bar.update()
+        elif todo:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            ctx = multiprocessing.get_context(method)  # clean workers, whatever the parent has loaded
+            with ProcessPoolExecutor(min(cfg.workers, len(todo)), mp_context=ctx, initializer=_worker_init) as ex:
+                for fut in as_completed([ex.submit(write_clip, cfg, job) for job in todo]):
+                    results.append(fut.result())
+                    bar.update()
+    n_frames, skipped = int(round(cfg.seconds * cfg.fps)), len(jobs) - len(todo)
+    return {
+        "root": str(cfg.out), "identities": cfg.identities_dev + cfg.identities_test,
+        "identities_dev": cfg.identities_dev, "identities_test": cfg.identities_test, "clips": len(jobs),
+        "generated": len(todo), "skipped": skipped, "frames": sum(r["frames"] for r in results) + skipped * n_frames,
+        "audio_seconds": round(sum(r["seconds"] for r in results) + skipped * cfg.seconds, 3),
+        "wall_s": round(time.perf_counter() - t0, 2),
+    }
+
+
+def run(params, args) -> int:
+    """CLI hook (`stylesync.data.synthetic:run`): generate params.synth and log the summary."""
+    s = generate_corpus(params.synth)
+    log.info("synthetic corpus %s: %d identities (%d dev, %d test), %d clips (%d generated, %d skipped), "
+             "%d frames, %.1f s of audio in %.1f s", s["root"], s["identities"], s["identities_dev"],
+             s["identities_test"], s["clips"], s["generated"], s["skipped"], s["frames"], s["audio_seconds"],
+             s["wall_s"])
+    return 0
