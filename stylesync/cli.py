@@ -38,6 +38,13 @@ COMMANDS: dict[str, Command] = {
         "stylesync.data.build_shards:run", "manifest -> aligned faces + mel in WebDataset shards (Ray Data)",
         [arg("--executor", choices=["ray", "local"], default="ray", help="Ray Data (default) or in-process")],
     ),
+    "train-syncnet": Command("stylesync.train.syncnet:run", "train the expert SyncNet on the shards"),
+    "train": Command("stylesync.train.backbone:run", "train the generalized StyleSync backbone on Ray Train"),
+    "params": Command(
+        "stylesync.profiles:run", "print the resolved params, or a profile (e.g. params/paper.yaml) applied",
+        [arg("--profile", help="overlay YAML applied on top of --params"),
+         arg("--dvc-args", action="store_true", help="print the overlay as `-S key=value` for `dvc exp run`")],
+    ),
     "model-card": Command(
         "stylesync.models.card:run", "parameter counts and FLOPs of the configured models",
         [arg("-o", "--output", help="output JSON (default: <paths.metrics>/model.json)")],

@@ -40,6 +40,7 @@ class GeneratorConfig:
     # highest-resolution encoder maps (the authors' Paddle port uses 4 at 256).
     mask_n_noise: Optional[int] = None
     audio_dim: int = 512
+    audio_channels: int = 32  # base width of E_a's Wav2Lip tower (32 = the authors'; 16 * this at the top)
     face_dim: int = 512
     in_channels: int = 6  # [masked target, reference]
     dw_hidden_layers: int = 1  # hidden layers of MLP_dw (Delta W = MLP_dw(f_f))
@@ -198,6 +199,67 @@ class LoaderConfig:
 
 
 @dataclass
+class LossConfig:
+    """L_g = lambda_adv L_adv + lambda_rec (L1 + lambda_vgg VGG) + lambda_sync L_sync (Eq. 5; the paper:
+    lambda_rec = 10, all others 1). `sync: false` is the "w/o sync" ablation; "w/o mask" is
+    model.generator.mask_n_noise = 0."""
+
+    lambda_adv: float = 1.0
+    lambda_rec: float = 10.0
+    lambda_vgg: float = 1.0  # the perceptual term runs only with paths.vgg19_weights
+    lambda_sync: float = 1.0
+    sync: bool = True
+    vgg_layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    vgg_layer_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0])
+    r1: float = 10.0  # lazy R1 weight (StyleGAN2)
+    d_reg_every: int = 16  # R1 every N steps (0 = never)
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 0.002
+    lr_d: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    grad_clip: Optional[float] = None  # max grad norm (None = off)
+    ema_decay: float = 0.999  # EMA of G (0 = no EMA)
+
+
+@dataclass
+class TrainConfig:
+    """The generalized backbone on Ray Train (stylesync/train/backbone.py)."""
+
+    steps: int = 300000
+    num_workers: int = 1  # Ray Train workers (DDP); gloo on CPU, NCCL on GPU
+    use_gpu: bool = False
+    amp: str = "auto"  # auto = bf16 autocast on CUDA, off on CPU; "bf16"; "off"
+    channels_last: str = "auto"  # auto = on CUDA
+    compile: bool = False  # torch.compile the generator and discriminator
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    max_failures: int = 1  # FailureConfig: restarts from the last checkpoint
+    cpus_per_worker: Optional[int] = None  # Ray resources (= torch threads) per worker; None: all CPUs / workers
+    log_every: int = 10
+    image_every: int = 500  # sample grids to MLflow
+    val_clips: int = 4  # held-out clips for the demo check and the validation video
+    loader: LoaderConfig = field(default_factory=LoaderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+
+@dataclass
+class SyncNetTrainConfig:
+    """The expert SyncNet (Wav2Lip's color_syncnet_train: BCE on cosine, Adam)."""
+
+    steps: int = 2000
+    lr: float = 1e-4
+    eval_every: int = 200
+    eval_batches: int = 8
+    checkpoint_every: int = 500
+    augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
+    loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32))
+
+
+@dataclass
 class RayConfig:
     address: Optional[str] = None  # None: start a local Ray; "auto" or ray://host:port: join a cluster
     num_cpus: Optional[int] = None  # local Ray only
@@ -216,6 +278,7 @@ class PathsConfig:
     plots: str = "plots"
     reports: str = "reports"
     renders: str = "renders"
+    runs: str = "runs"  # training state for resuming (Ray Train storage, checkpoints); not a DVC output
     # optional weights supplied by the user (never downloaded at run time)
     vgg19_weights: Optional[str] = None
     discriminator_init: Optional[str] = None
@@ -241,6 +304,8 @@ class Params:
     manifest: ManifestConfig = field(default_factory=ManifestConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    syncnet_train: SyncNetTrainConfig = field(default_factory=SyncNetTrainConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -83,10 +83,10 @@ def wav2lip_audio_tower(block: type[nn.Module], n_res_256: int = 1, base: int = 
 class AudioEncoder(nn.Module):
     """E_a: mel window (B, 1, 80, 16) -> f_a (B, out_dim)."""
 
-    def __init__(self, out_dim: int = 512, groups: int = 32):
+    def __init__(self, out_dim: int = 512, base: int = 32, groups: int = 32):
         super().__init__()
-        self.audio_encoder = wav2lip_audio_tower(AudioConv, groups=groups)
-        self.fc = EqualLinear(512, out_dim, activation="fused_lrelu")
+        self.audio_encoder = wav2lip_audio_tower(AudioConv, base=base, groups=groups)
+        self.fc = EqualLinear(16 * base, out_dim, activation="fused_lrelu")
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         assert mel.shape[1:] == (1, 80, 16), mel.shape

@@ -70,7 +70,7 @@ class StyleSyncGenerator(nn.Module):
         self.n_latent = n_latent(size)
         self.face_encoder = FaceEncoder(size, cfg.in_channels, cfg.face_dim, cfg.channel_multiplier, cfg.narrow,
                                         cfg.blur_kernel)
-        self.audio_encoder = AudioEncoder(cfg.audio_dim)
+        self.audio_encoder = AudioEncoder(cfg.audio_dim, cfg.audio_channels)
         if cfg.style_fusion == "authors":
             self.fusion = EqualLinear(cfg.audio_dim + cfg.face_dim, d)
             self.mapping = MappingNetwork(d, cfg.n_mlp, cfg.lr_mlp)
@@ -119,14 +119,14 @@ class StyleSyncGenerator(nn.Module):
         """(B, 1, 80, 16) -> f_a (B, audio_dim)."""
         return self.audio_encoder(mel)
 
-    def styles(self, f_a: torch.Tensor, f_f: torch.Tensor) -> torch.Tensor:
-        """-> W+ (B, L, style_dim) = w + Delta W."""
+    def styles(self, f_a: torch.Tensor, f_f: torch.Tensor, delta_w: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """-> W+ (B, L, style_dim) = w + Delta W (Delta W computed from f_f unless given)."""
         w = torch.cat([f_a, f_f], dim=1)  # (B, audio_dim + face_dim)
         if self.fusion is not None:
             w = self._call("mapping", self.mapping, self.fusion(w))  # (B, style_dim)
         w_plus = w.unsqueeze(1).expand(-1, self.n_latent, -1)
         if self.use_delta_w:
-            w_plus = w_plus + self.delta_w(f_f)
+            w_plus = w_plus + (self.delta_w(f_f) if delta_w is None else delta_w)
         return w_plus
 
     def delta_w(self, f_f: torch.Tensor) -> torch.Tensor:
@@ -142,11 +142,14 @@ class StyleSyncGenerator(nn.Module):
 
     def forward(
         self, masked: torch.Tensor, reference: torch.Tensor, mel: Optional[torch.Tensor],
-        mask: Optional[torch.Tensor], f_a: Optional[torch.Tensor] = None,
-    ) -> torch.Tensor:
+        mask: Optional[torch.Tensor], f_a: Optional[torch.Tensor] = None, return_delta_w: bool = False,
+    ):
         """masked/reference: (B, 3, S, S) in [0, 1]; mel: (B, 1, 80, 16) (or f_a (B, audio_dim));
-        mask: (B or 1, 1, S, S). Returns I'_t (B, 3, S, S) in [0, 1]."""
+        mask: (B or 1, 1, S, S). Returns I'_t (B, 3, S, S) in [0, 1] (and Delta W (B, L, D) if asked,
+        for the personalization penalty)."""
         f_f, maps = self.encode_face(masked, reference)
         if f_a is None:
             f_a = self.encode_audio(mel)
-        return self.synthesize(self.styles(f_a, f_f), self.spatial_noises(maps, mask))
+        dw = self.delta_w(f_f) if self.use_delta_w else None
+        img = self.synthesize(self.styles(f_a, f_f, dw), self.spatial_noises(maps, mask))
+        return (img, dw) if return_delta_w else img

@@ -1,0 +1,41 @@
+"""The paper's objectives (Sec. 3.2-3.3): StyleGAN2 adversarial losses with lazy R1, L1 + VGG19
+perceptual reconstruction (Eq. 2), the SyncNet lip-sync loss (Eq. 4), the expert's BCE."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+def d_logistic_loss(real_pred: torch.Tensor, fake_pred: torch.Tensor) -> torch.Tensor:
+    """E[log D(I)] + E[log(1 - D(I'))] as a loss (Eq. 3, discriminator side)."""
+    return F.softplus(-real_pred).mean() + F.softplus(fake_pred).mean()
+
+
+def g_nonsaturating_loss(fake_pred: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss -E[log D(I')]."""
+    return F.softplus(-fake_pred).mean()
+
+
+def r1_penalty(real_pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """E ||grad_x D(x)||^2 on real images (create_graph for the double backward)."""
+    (grad,) = torch.autograd.grad(real_pred.sum(), real, create_graph=True)
+    return grad.pow(2).flatten(1).sum(1).mean()
+
+
+def perceptual_loss(vgg, fake: torch.Tensor, real: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+    """sum_m w_m * ||VGG_m(I') - VGG_m(I)||_1 (Eq. 2, second term; mean absolute error per layer)."""
+    f_fake, f_real = vgg(fake), vgg(real)
+    return sum(w * F.l1_loss(a, b.detach()) for w, a, b in zip(weights, f_fake, f_real))
+
+
+def sync_loss(syncnet, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+    """Eq. 4, -cos(S_v(I'_{t:t+4}), S_a(a)), reported as 1 - cos (same gradient, >= 0).
+    frames: (B, 5, 3, S, S) generated; mel: (B, 1, 80, 16)."""
+    return (1 - syncnet(frames, mel)).mean()
+
+
+def syncnet_bce(cos: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Wav2Lip's expert objective: BCE on the cosine of the embeddings (in [0, 1])."""
+    return F.binary_cross_entropy(cos.clamp(1e-7, 1 - 1e-7), label)

@@ -1,0 +1,150 @@
+"""The `train_syncnet` stage: the expert SyncNet on the shards (Wav2Lip's color_syncnet_train).
+
+Positives: a window of 5 aligned frames and the mel window of the same 0.2 s; negatives: a window
+from another time of the same clip with the same audio (the loader's reference window). BCE on the
+cosine of the embeddings, Adam. Validation on the held-out split. Resumes from its last checkpoint
+(runs/syncnet-<config hash>/); tracked in MLflow.
+"""
+from __future__ import annotations
+
+import csv
+import itertools
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from .. import tracking
+from ..config import Params, config_hash
+from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
+from ..io import atomic_dir, write_json
+from ..models.syncnet import ExpertSyncNet
+from .build import save_syncnet
+from .checkpointing import load_training_state, save_training_state
+from .device import resolve_device
+from .losses import syncnet_bce
+
+log = logging.getLogger(__name__)
+
+
+def appearance_jitter(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per window: a random order of the colour channels, brightness and contrast. (N, T, 3, S, S).
+    Sync is about motion; this keeps the expert from keying on the few training identities' looks."""
+    n = frames.shape[0]
+    perms = torch.stack([torch.randperm(3, generator=gen) for _ in range(n)])  # (N, 3)
+    out = torch.stack([f[:, p] for f, p in zip(frames, perms)])
+    gain = 0.7 + 0.6 * torch.rand(n, 1, 1, 1, 1, generator=gen)
+    bias = 0.2 * (torch.rand(n, 1, 1, 1, 1, generator=gen) - 0.5)
+    mean = out.mean(dim=(1, 2, 3, 4), keepdim=True)
+    return ((out - mean) * gain + mean + bias).clamp(0, 1)
+
+
+def pairs(net: ExpertSyncNet, batch: dict, device, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cosines (2B,), labels (2B,)): in-sync windows, then out-of-sync windows with the same audio."""
+    mel = batch["sync_mel"].to(device)
+    frames = torch.cat([batch["target"], batch["reference"]])  # (2B, 5, 3, S, S)
+    if gen is not None:
+        frames = appearance_jitter(frames, gen)
+    cos = net(frames.to(device), torch.cat([mel, mel]))
+    labels = torch.cat([torch.ones(len(mel)), torch.zeros(len(mel))]).to(device)
+    return cos, labels
+
+
+@torch.no_grad()
+def evaluate(net: ExpertSyncNet, batches: list[dict], device) -> dict:
+    net.eval()
+    losses, correct, n = [], 0, 0
+    for b in batches:
+        cos, y = pairs(net, b, device)
+        losses.append(syncnet_bce(cos, y).item())
+        correct += ((cos > 0.5).float() == y).sum().item()
+        n += len(y)
+    net.train()
+    return {"loss": sum(losses) / len(losses), "acc": correct / n}
+
+
+def _latest(run_dir: Path) -> Path | None:
+    ckpts = sorted(run_dir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return ckpts[-1] if ckpts else None
+
+
+def train_syncnet(params: Params) -> dict:
+    cfg, mcfg = params.syncnet_train, params.model.syncnet
+    device = resolve_device(params.device)
+    seed_everything(params.seed)
+    learned = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "eval_every", "eval_batches", "checkpoint_every")}
+    run_dir = Path(params.paths.runs) / f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}"
+    net = ExpertSyncNet(mcfg).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    step, history, mlflow_run = 0, [], None
+    latest = _latest(run_dir)
+    if latest is not None:
+        step, extra = load_training_state(latest, {"syncnet": net}, {"adam": opt})
+        history, mlflow_run = extra.get("history", []), extra.get("mlflow_run")
+        log.info("resuming the expert SyncNet from %s (step %d)", latest, step)
+    shards = params.paths.shards
+    train = make_loader(training_pipeline(shard_urls(shards, "train"), cfg.loader, mcfg.size, params.seed,
+                                          skip_batches=step), cfg.loader.workers)
+    val = list(itertools.islice(iter(make_loader(
+        training_pipeline(shard_urls(shards, "test"), cfg.loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
+    it = iter(train)
+    gen = torch.Generator() if cfg.augment else None
+    t0, seen = time.time(), 0
+    with tracking.run(params.tracking, "syncnet", "expert-syncnet", run_id=mlflow_run) as active:
+        if active is not None and mlflow_run is None:
+            tracking.log_params({"syncnet_train": asdict(cfg), "model.syncnet": asdict(mcfg), "seed": params.seed})
+        mlflow_run = active.info.run_id if active is not None else None
+        import mlflow
+
+        while step < cfg.steps:
+            batch = next(it)
+            if gen is not None:
+                gen.manual_seed(params.seed * 1_000_003 + step)  # a function of the step: exact on resume
+            cos, y = pairs(net, batch, device, gen)
+            loss = syncnet_bce(cos, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += len(y)
+            train_acc = ((cos > 0.5).float() == y).float().mean().item()
+            if step % cfg.eval_every == 0 or step == cfg.steps:
+                ev = evaluate(net, val, device)
+                rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, "val_loss": ev["loss"],
+                       "val_acc": ev["acc"], "pairs_per_s": seen / (time.time() - t0)}
+                history.append(rec)
+                log.info("syncnet step %d: train loss %.3f acc %.2f | val loss %.3f acc %.2f", step, rec["train_loss"],
+                         train_acc, ev["loss"], ev["acc"])
+                if active is not None:
+                    mlflow.log_metrics({k: v for k, v in rec.items() if k != "step"}, step=step)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                with atomic_dir(run_dir / f"step-{step:08d}") as tmp:
+                    save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
+                                        {"history": history, "mlflow_run": mlflow_run})
+                for old in sorted(run_dir.glob("step-*"))[:-2]:
+                    shutil.rmtree(old, ignore_errors=True)
+        out = Path(params.paths.models) / "syncnet"
+        save_syncnet(out, net.cpu(), {"mlflow_run_id": mlflow_run, "steps": step})
+        if active is not None:
+            mlflow.log_artifacts(str(out), artifact_path="model")
+    final = history[-1] if history else {}
+    metrics = {"steps": step, "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
+               "val_loss": final.get("val_loss"), "val_acc": final.get("val_acc"), "chance_acc": 0.5,
+               "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": mlflow_run}
+    write_json(Path(params.paths.metrics) / "syncnet.json", metrics)
+    plot = Path(params.paths.plots) / "syncnet.csv"
+    plot.parent.mkdir(parents=True, exist_ok=True)
+    with open(plot, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["step", "train_loss", "val_loss", "train_acc", "val_acc"], extrasaction="ignore")
+        w.writeheader()
+        w.writerows(history)
+    return metrics
+
+
+def run(params: Params, args) -> int:
+    m = train_syncnet(params)
+    log.info("expert SyncNet: val accuracy %.3f (chance 0.5), val loss %.3f", m["val_acc"] or 0, m["val_loss"] or 0)
+    return 0

@@ -1,0 +1,182 @@
+"""Training: the shared step, the expert SyncNet, the backbone on Ray Train (2 workers, MLflow, resume
+after an injected worker failure), the paper profile."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stylesync.config import DiscriminatorConfig, LoaderConfig, LossConfig, MaskConfig, OptimConfig, Params, SyncNetConfig
+from stylesync.data.build_shards import build_shards
+from stylesync.data.loader import make_loader, shard_urls, training_pipeline
+from stylesync.models.discriminator import Discriminator
+from stylesync.models.generator import StyleSyncGenerator
+from stylesync.models.syncnet import ExpertSyncNet
+from stylesync.train.build import mask_tensor, save_syncnet
+from stylesync.train.step import StepModules, make_optimizers, train_step
+
+from conftest import tiny_generator_config
+from test_preprocess import params_for, write_small_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("train")
+    p = params_for(tmp)
+    write_small_manifest(tmp, p)
+    build_shards(p, executor="local")
+    return tmp
+
+
+def tiny_params(corpus: Path, out: Path) -> Params:
+    p = params_for(corpus)
+    p.paths.models, p.paths.metrics, p.paths.plots, p.paths.runs = (str(out / d) for d in ("models", "metrics", "plots", "runs"))
+    p.tracking.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
+    g = tiny_generator_config()
+    p.model.generator = g
+    p.model.discriminator.size, p.model.discriminator.channel_multiplier, p.model.discriminator.narrow = 32, 1, 1 / 16
+    p.model.syncnet = SyncNetConfig(size=48, base_channels=8, embed_dim=128)
+    t = p.train
+    t.steps, t.checkpoint_every, t.log_every, t.image_every, t.val_clips = 4, 2, 1, 2, 1
+    t.loader = LoaderConfig(batch_size=2, windows_per_clip=2, shuffle_buffer=4, workers=0)
+    t.loss.d_reg_every = 2
+    s = p.syncnet_train
+    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every = 4, 2, 1, 2
+    s.loader = LoaderConfig(batch_size=4, windows_per_clip=2, shuffle_buffer=4, workers=0)
+    p.ray.num_cpus = 2
+    return p
+
+
+def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
+    torch.manual_seed(0)
+    g = StyleSyncGenerator(tiny_generator_config())
+    d = Discriminator(DiscriminatorConfig(size=32, channel_multiplier=1, narrow=1 / 16))
+    sync = ExpertSyncNet(SyncNetConfig(size=48, base_channels=8, embed_dim=128)).eval().requires_grad_(False)
+    trainable = list(g.mlp_dw.parameters()) + list(g.synthesis.to_rgbs.parameters())  # a personalization-like subset
+    opt_g, opt_d = make_optimizers(trainable, d.parameters(), OptimConfig(), 16)
+    ema = copy.deepcopy(g)
+    m = StepModules(g, d, opt_g, opt_d, mask_tensor(32, MaskConfig()), sync, None, ema)
+    batch = next(iter(make_loader(training_pipeline(shard_urls(Path(corpus) / "shards", "train"),
+                                                    LoaderConfig(batch_size=2, shuffle_buffer=2), 32), 0)))
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    d_before = {k: v.clone() for k, v in d.state_dict().items()}
+    s_before = {k: v.clone() for k, v in sync.state_dict().items()}
+    logs = train_step(m, batch, 0, LossConfig(d_reg_every=1), OptimConfig())
+    assert {"g_adv", "l1", "sync", "d_loss", "r1", "g_total"} <= set(logs) and all(np.isfinite(list(logs.values())))
+    ids = {id(p) for p in trainable}
+    names = {n for n, p in g.named_parameters() if id(p) in ids}
+    changed = {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed and changed <= names  # E_a, E_face, the rest of G: untouched
+    assert any(not torch.equal(v, d_before[k]) for k, v in d.state_dict().items())
+    assert all(torch.equal(v, s_before[k]) for k, v in sync.state_dict().items())  # the frozen expert stays frozen
+    ema_changed = {k for k, v in ema.state_dict().items() if not torch.equal(v, before[k])}
+    assert ema_changed and ema_changed <= names  # the EMA follows the trained parameters
+
+
+def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
+    from stylesync.train.syncnet import train_syncnet
+
+    p = tiny_params(corpus, tmp_path)
+    m = train_syncnet(p)
+    assert m["steps"] == 4 and 0 <= m["val_acc"] <= 1 and np.isfinite(m["val_loss"])
+    assert (tmp_path / "models" / "syncnet" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "metrics" / "syncnet.json").read_text())["chance_acc"] == 0.5
+    first = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    # asking for more steps resumes from the last checkpoint; the result equals an uninterrupted run
+    p.syncnet_train.steps = 6
+    train_syncnet(p)
+    resumed = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    q = tiny_params(corpus, tmp_path / "straight")
+    q.syncnet_train.steps = 6
+    train_syncnet(q)
+    straight = load_file(str(tmp_path / "straight" / "models" / "syncnet" / "model.safetensors"))
+    assert any(not torch.equal(first[k], resumed[k]) for k in first)
+    for k in straight:
+        assert torch.equal(straight[k], resumed[k]), k
+
+
+def _with_expert(p: Params) -> None:
+    torch.manual_seed(0)
+    save_syncnet(Path(p.paths.models) / "syncnet", ExpertSyncNet(p.model.syncnet))
+
+
+def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from stylesync.train.backbone import train_backbone
+
+    p = tiny_params(corpus, tmp_path)
+    p.train.num_workers = 2
+    _with_expert(p)
+    m = train_backbone(p)
+    assert m["steps"] == 4 and m["perceptual"].startswith("off")
+    dc = m["demo_check"]
+    assert {"mouth_psnr", "mouth_psnr_copy_reference", "sync_score", "sync_score_shuffled_audio"} <= set(dc)
+    assert (tmp_path / "models" / "backbone" / "generator" / "model.safetensors").exists()
+    assert (tmp_path / "models" / "backbone" / "discriminator" / "model.safetensors").exists()
+    assert (tmp_path / "plots" / "train.csv").read_text().startswith("step,")
+    client = MlflowClient(tracking_uri=p.tracking.tracking_uri)
+    run = client.get_run(m["mlflow_run_id"])
+    assert run.data.params["train.num_workers"] == "2" and run.data.params["world_size"] == "2"
+    assert run.data.params["perceptual"].startswith("off")
+    assert len(client.get_metric_history(run.info.run_id, "l1")) == 4
+    assert "demo_check/mouth_psnr" in run.data.metrics
+    arts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"model", "validation"} <= arts
+    assert any("samples" in a.path for a in client.list_artifacts(run.info.run_id, "images")) or \
+        any(a.path.startswith("images") for a in client.list_artifacts(run.info.run_id))
+    mv = client.get_model_version_by_alias("stylesync-backbone", "current")
+    assert mv.run_id == run.info.run_id
+
+
+def test_backbone_resume_after_worker_failure_equals_uninterrupted(corpus, tmp_path, monkeypatch):
+    from stylesync.train.backbone import train_backbone
+
+    straight = tiny_params(corpus, tmp_path / "straight")
+    _with_expert(straight)
+    train_backbone(straight)
+    failed = tiny_params(corpus, tmp_path / "failed")
+    _with_expert(failed)
+    monkeypatch.setenv("STYLESYNC_FAULT", "train@3")  # after the step-2 checkpoint
+    monkeypatch.setenv("STYLESYNC_FAULT_MARKER", str(tmp_path / "fault-marker"))
+    m = train_backbone(failed)
+    assert (tmp_path / "fault-marker").exists() and m["steps"] == 4  # the fault fired, the run recovered
+    for part in ("generator", "discriminator"):
+        a = load_file(str(tmp_path / "straight" / "models" / "backbone" / part / "model.safetensors"))
+        b = load_file(str(tmp_path / "failed" / "models" / "backbone" / part / "model.safetensors"))
+        for k in a:
+            assert torch.equal(a[k], b[k]), (part, k)
+
+
+def test_paper_profile_resolves_and_builds():
+    from stylesync.profiles import load_profile
+
+    p, overlay = load_profile(REPO / "params.yaml", REPO / "params" / "paper.yaml")
+    g = p.model.generator
+    assert (g.size, g.channel_multiplier, p.train.loss.lambda_rec, p.train.num_workers) == (256, 2, 10.0, 8)
+    G = StyleSyncGenerator(g)
+    assert G.n_latent == 14 and G.synthesis.num_layers == 13
+    Discriminator(p.model.discriminator)
+
+
+@pytest.mark.slow
+def test_paper_profile_runs_one_step_at_256(corpus):
+    """One full training step of the paper-size models on CPU (slow: ~1-2 minutes)."""
+    from stylesync.profiles import load_profile
+
+    p, _ = load_profile(REPO / "params.yaml", REPO / "params" / "paper.yaml")
+    g, d = StyleSyncGenerator(p.model.generator), Discriminator(p.model.discriminator)
+    sync = ExpertSyncNet(p.model.syncnet).eval().requires_grad_(False)
+    opt_g, opt_d = make_optimizers(g.parameters(), d.parameters(), p.train.optim, p.train.loss.d_reg_every)
+    m = StepModules(g, d, opt_g, opt_d, mask_tensor(256, p.face.mask), sync, None, copy.deepcopy(g))
+    cfg = LoaderConfig(batch_size=1, windows_per_clip=1, shuffle_buffer=1, workers=0)
+    batch = next(iter(make_loader(training_pipeline(shard_urls(Path(corpus) / "shards", "train"), cfg, 256), 0)))
+    logs = train_step(m, batch, 0, p.train.loss, p.train.optim)
+    assert all(np.isfinite(v) for v in logs.values())
