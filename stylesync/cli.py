@@ -40,6 +40,23 @@ COMMANDS: dict[str, Command] = {
     ),
     "train-syncnet": Command("stylesync.train.syncnet:run", "train the expert SyncNet on the shards"),
     "train": Command("stylesync.train.backbone:run", "train the generalized StyleSync backbone on Ray Train"),
+    "personalize": Command(
+        "stylesync.train.catalog:run", "personalize the backbone for every identity of the speaker catalog (Ray tasks)",
+        [arg("--executor", choices=["ray", "local"], default="ray", help="Ray tasks (default) or in-process")],
+    ),
+    "evaluate": Command("stylesync.eval.evaluate:run", "the paper's Table 1 protocol: models side by side -> metrics/eval.json"),
+    "sync": Command(
+        "stylesync.infer:run", "lip-sync a video (or a folder of videos) to an audio track",
+        [arg("--video", required=True, help="video file or folder"),
+         arg("--audio", required=True, help="audio (or video) file, or a folder matched by file name"),
+         arg("-o", "--output", required=True, help="output mp4 (a folder in batch mode)"),
+         arg("--identity", help="use the personal model of this identity (models/personal/<identity>)"),
+         arg("--checkpoint", help="a generator directory (default: models/backbone/generator)"),
+         arg("--landmarks", help="precomputed landmarks (.npy, one row per source frame) instead of face-alignment"),
+         arg("--start", type=float, default=0.0, help="seconds: start of the part to process"),
+         arg("--end", type=float, default=None, help="seconds: end of the part to process")],
+    ),
+    "render": Command("stylesync.render:run", "lip-sync demo test videos to other identities' audio (renders/)"),
     "params": Command(
         "stylesync.profiles:run", "print the resolved params, or a profile (e.g. params/paper.yaml) applied",
         [arg("--profile", help="overlay YAML applied on top of --params"),

@@ -115,6 +115,8 @@ class SynthConfig:
     resolution: int = 224
     fps: float = 25.0
     sample_rate: int = 16000
+    yaw: float = 0.12  # amplitude (radians) of the slow head turn that 2-D alignment cannot remove
+    exposure: float = 0.07  # amplitude of the camera gain drift (relative)
     workers: int = 2  # processes
 
 
@@ -260,6 +262,64 @@ class SyncNetTrainConfig:
 
 
 @dataclass
+class PersonalizeConfig:
+    """Personalized optimization (paper Sec. 3.3) fanned out over a speaker catalog."""
+
+    catalog: Optional[str] = None  # parquet/csv with `identity` [, `clips` (list), `seconds`]; None: the test identities
+    identities: list[str] = field(default_factory=list)  # restrict the catalog to these (empty = all)
+    train_clips: int = 2  # default catalog: the first N clips (by clip id) of an identity are its data, the rest held out
+    seconds: Optional[float] = None  # time budget: use only the first N seconds of the person's clips
+    epochs: float = 5.0  # passes over the person's frames (paper: 5)
+    personal_fraction: float = 0.5  # share of each batch from the person (paper: 1:1 with general data)
+    lambda_p: float = 1.0  # weight of ||Delta W||^2 + ||Delta P||^2 (Eq. 6; the paper: all lambdas but lambda_r are 1)
+    lr: float = 0.0003  # Adam on MLP_dw and Delta P (PTI's generator-tuning rate)
+    lr_d: float = 0.0002
+    use_delta_w: bool = True  # false: the paper's "P w/o Delta W" ablation
+    delta_dtype: str = "float16"  # storage of Delta P: float32 | float16
+    delta_rank: Optional[int] = None  # low-rank (SVD) storage of matrix-shaped Delta P; None = full
+    num_cpus: float = 2.0  # Ray resources per identity task
+    num_gpus: float = 0.25  # per identity task when GPUs are present (fractional: several identities per GPU)
+    max_retries: int = 1  # Ray retries of a task whose worker died (system failures)
+    time_limit_s: float = 1800.0  # per identity; an identity over it is cancelled and recorded as failed
+    eval_clips: int = 2  # held-out clips per identity for the G-vs-P comparison
+    loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=4, workers=0))
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+@dataclass
+class EvaluateConfig:
+    """The paper's self-reconstruction protocol (Sec. 4.1) on the test split."""
+
+    split: str = "test"
+    max_clips: Optional[int] = None  # None = every clip of the split
+    ablations: dict[str, str] = field(default_factory=dict)  # name -> generator dir (e.g. a "w/o mask" run)
+    personal: bool = True  # Ours-P on the held-out clips of the personalized identities
+    vshift: int = 15  # official SyncNet offsets searched (syncnet_python's LSE scripts use 15)
+    batch_size: int = 16
+
+
+@dataclass
+class InferConfig:
+    """`stylesync sync`: lip-sync a video to an audio track."""
+
+    batch_size: int = 16
+    reference: str = "same"  # "same": each frame is its own reference (the authors' inference); "first"
+    audio_ema: float = 0.3  # f_a <- ema * previous + (1 - ema) * current (authors: 0.3); 0 = off
+    audio_gain: float = 1.25  # f_a multiplied after smoothing (authors' a_alpha: 1.25); 1 = off
+    paste: str = "lower_face"  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
+    crf: int = 18  # H.264 quality of the output
+    max_frames_in_memory: int = 20000  # refuse longer inputs (use --start/--end)
+
+
+@dataclass
+class RenderConfig:
+    """The `render` stage: demo videos lip-synced to another identity's audio."""
+
+    videos: int = 4  # test clips to re-voice
+    out: str = "renders"
+
+
+@dataclass
 class RayConfig:
     address: Optional[str] = None  # None: start a local Ray; "auto" or ray://host:port: join a cluster
     num_cpus: Optional[int] = None  # local Ray only
@@ -306,6 +366,10 @@ class Params:
     ray: RayConfig = field(default_factory=RayConfig)
     syncnet_train: SyncNetTrainConfig = field(default_factory=SyncNetTrainConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    personalize: PersonalizeConfig = field(default_factory=PersonalizeConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

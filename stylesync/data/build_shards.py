@@ -160,6 +160,10 @@ def _run_ray(params: Params, store: ShardStore, todo: list, on_done) -> None:
 
     pp = params.preprocess
     with ray_session(params.ray):
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False  # our own bar counts clips; Ray's per-operator bars are noise here
+        ctx.print_on_execution_start = False
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
         items = [{"plan": pickle.dumps(plan), "pos": pos, "manifest_row": pickle.dumps(row), "state": b"",
                   "failure": b""} for plan, pos, row in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))

@@ -67,11 +67,12 @@ def worker_rng(seed: int) -> np.random.Generator:
 
 
 class WindowSampler:
-    """raw sample -> list of example specs (no frame decoding); optional clip filter / frame limit."""
+    """raw sample -> list of example specs (no frame decoding); optional clip filter and per-clip
+    frame limits ({clip_id: n}: only the first n frames of that clip are used)."""
 
     def __init__(self, cfg: LoaderConfig, seed: int, select: Optional[Callable[[dict], bool]] = None,
-                 frame_limit: Optional[int] = None):
-        self.cfg, self.seed, self.select, self.frame_limit = cfg, seed, select, frame_limit
+                 frame_limits: Optional[dict[str, int]] = None):
+        self.cfg, self.seed, self.select, self.frame_limits = cfg, seed, select, frame_limits or {}
         self.rng: Optional[np.random.Generator] = None
 
     def __call__(self, sample: dict) -> list[tuple]:
@@ -80,7 +81,7 @@ class WindowSampler:
         view = clip_view(sample)
         if self.select is not None and not self.select(view.meta):
             return []
-        n = len(view.jpegs) if self.frame_limit is None else min(len(view.jpegs), self.frame_limit)
+        n = min(len(view.jpegs), self.frame_limits.get(view.meta["clip_id"], len(view.jpegs)))
         w = self.cfg.window
         if n < w + 1:
             return []
@@ -144,14 +145,14 @@ def _skip(src, skip_batches: int):
 
 
 def training_pipeline(urls: list[str], cfg: LoaderConfig, size: int, seed: int = 0, skip_batches: int = 0,
-                      select: Optional[Callable[[dict], bool]] = None, frame_limit: Optional[int] = None,
+                      select: Optional[Callable[[dict], bool]] = None, frame_limits: Optional[dict[str, int]] = None,
                       batch_size: Optional[int] = None) -> wds.DataPipeline:
     """The infinite, deterministic stream of batches (use with `make_loader`)."""
     bs = batch_size or cfg.batch_size
     return wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed, deterministic=True),
         wds.tarfile_to_samples(handler=wds.warn_and_continue),
-        wds.map(WindowSampler(cfg, seed, select, frame_limit), handler=wds.warn_and_continue),
+        wds.map(WindowSampler(cfg, seed, select, frame_limits), handler=wds.warn_and_continue),
         _flatten,
         wds.detshuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 32), seed=seed),
         wds.batched(bs, collation_fn=list, partial=False),

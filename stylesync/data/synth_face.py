@@ -84,6 +84,8 @@ class Motion:
     scale: np.ndarray  # relative
     eye_open: np.ndarray  # 0 closed .. 1 open
     gaze: np.ndarray  # iris offset, units
+    yaw: np.ndarray  # radians: head turn (not removable by 2-D alignment)
+    exposure: np.ndarray  # camera gain drift (1 = none)
 
 
 def _wander(rng: np.random.Generator, t: np.ndarray, amp: float) -> np.ndarray:
@@ -107,11 +109,13 @@ def blinks(rng: np.random.Generator, n_frames: int, fps: float) -> np.ndarray:
     return eye
 
 
-def sample_motion(rng: np.random.Generator, n_frames: int, fps: float) -> Motion:
+def sample_motion(rng: np.random.Generator, n_frames: int, fps: float, yaw: float = 0.12,
+                  exposure: float = 0.07) -> Motion:
     t = np.arange(n_frames) / fps
     gaze = np.stack([_wander(rng, t, 0.8) + rng.uniform(-0.6, 0.6), _wander(rng, t, 0.3)], 1)
     return Motion(tx=_wander(rng, t, 4.0), ty=_wander(rng, t, 3.0), rot=_wander(rng, t, 3.0),
-                  scale=1 + _wander(rng, t, 0.05), eye_open=blinks(rng, n_frames, fps), gaze=gaze)
+                  scale=1 + _wander(rng, t, 0.05), eye_open=blinks(rng, n_frames, fps), gaze=gaze,
+                  yaw=_wander(rng, t, yaw), exposure=1 + _wander(rng, t, exposure))
 
 
 def head_transform(app: Appearance, res: int, tx: float, ty: float, rot_deg: float, scale: float) -> np.ndarray:
@@ -133,10 +137,10 @@ def apply(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
 
 
 def frame_landmarks(app: Appearance, m: np.ndarray, mouth_open: float, mouth_width: float,
-                    eye_open: float) -> np.ndarray:
+                    eye_open: float, yaw: float = 0.0) -> np.ndarray:
     """(68, 2) landmarks in frame pixels."""
     lm = canonical_landmarks(mouth_open=mouth_open, mouth_width=mouth_width, jaw_width=app.jaw_width,
-                             face_length=app.face_length, eye_open=eye_open, eye_spacing=app.eye_spacing)
+                             face_length=app.face_length, eye_open=eye_open, eye_spacing=app.eye_spacing, yaw=yaw)
     return apply(m, lm)
 
 

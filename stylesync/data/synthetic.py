@@ -98,21 +98,23 @@ def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
     speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate)
     aperture, spread = mouth_track(speech, n_frames, cfg.fps, cfg.sample_rate)  # (T,), (T,)
     mouth_open, mouth_width = apply_style(ident.style, aperture, spread, ident.appearance.mouth_width)
-    mo = sample_motion(np.random.default_rng(motion_ss), n_frames, cfg.fps)
+    mo = sample_motion(np.random.default_rng(motion_ss), n_frames, cfg.fps, cfg.yaw, cfg.exposure)
     renderer = FaceRenderer(ident.appearance, cfg.resolution)
     frames = np.empty((n_frames, cfg.resolution, cfg.resolution, 3), np.uint8)
     landmarks = np.empty((n_frames, 68, 2), np.float32)
     for t in range(n_frames):
         m = head_transform(ident.appearance, cfg.resolution, mo.tx[t], mo.ty[t], mo.rot[t], mo.scale[t])  # (2, 3)
-        landmarks[t] = frame_landmarks(ident.appearance, m, mouth_open[t], mouth_width[t], mo.eye_open[t])
-        frames[t] = renderer.render(landmarks[t], m, mo.gaze[t])
+        landmarks[t] = frame_landmarks(ident.appearance, m, mouth_open[t], mouth_width[t], mo.eye_open[t], mo.yaw[t])
+        frame = renderer.render(landmarks[t], m, mo.gaze[t])
+        frames[t] = np.clip(frame * mo.exposure[t] + 0.5, 0, 255).astype(np.uint8)  # camera exposure drift
     meta = {
         "identity": ident.name, "split": job.split, "video": video_id(cfg.seed, job.identity, job.video),
         "clip": f"{job.clip + 1:05d}", "seed": cfg.seed, "fps": cfg.fps, "sample_rate": cfg.sample_rate,
         "resolution": cfg.resolution, "n_frames": n_frames, "n_samples": len(speech.wav),
         "mouth_open": _r(mouth_open), "mouth_width": _r(mouth_width), "aperture": _r(aperture),
         "spread": _r(spread), "eye_open": _r(mo.eye_open),
-        "head": {"tx": _r(mo.tx), "ty": _r(mo.ty), "rot_deg": _r(mo.rot), "scale": _r(mo.scale)},
+        "head": {"tx": _r(mo.tx), "ty": _r(mo.ty), "rot_deg": _r(mo.rot), "scale": _r(mo.scale), "yaw": _r(mo.yaw)},
+        "exposure": _r(mo.exposure),
         "phones": speech.phones, "style": asdict(ident.style), "voice": asdict(ident.voice),
         "appearance": ident.appearance.to_dict(),
     }

@@ -12,29 +12,23 @@ import torch
 
 from ..data.loader import iter_clips
 from ..data.sample import npy_load
-from .metrics import mouth_crop, psnr
-from .reconstruct import copy_reference, frame_mels, reference_index, self_reconstruct, sync_scores, to_tensor
+from .protocol import generate, mean_scores, mouth_scores, prepare_clip
+from .reconstruct import copy_reference, sync_scores
 
 
 @torch.no_grad()
 def demo_check(G, syncnet, urls: list[str], mask: torch.Tensor, n_clips: int, seed: int = 0) -> tuple[dict, list]:
     """-> (metrics, [(meta, generated (T,3,S,S), ground truth (T,3,S,S), audio int16)] per clip)."""
-    size = mask.shape[-1]
     rows, clips = [], []
     for i, (meta, frames, sample) in enumerate(itertools.islice(iter_clips(urls), n_clips)):
-        gt = to_tensor(frames, size)
-        mel = npy_load(sample["mel.npy"]).astype(np.float32)
-        ref = reference_index(meta["clip_id"], len(gt), seed)
-        gen = self_reconstruct(G, gt, frame_mels(mel, len(gt)), ref, mask)
-        base = copy_reference(gt, ref, mask)
-        keep = torch.arange(len(gt)) != ref  # the reference frame itself is not scored (copying it is exact)
-        row = {"mouth_psnr": psnr(mouth_crop(gen[keep]), mouth_crop(gt[keep])).mean().item(),
-               "mouth_psnr_copy_reference": psnr(mouth_crop(base[keep]), mouth_crop(gt[keep])).mean().item()}
+        clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), mask.shape[-1], seed)
+        gen = generate(G, clip, mask)
+        base = copy_reference(clip["gt"], clip["ref"], mask)
+        row = {"mouth_psnr": mouth_scores(gen, clip)["mouth_psnr"],
+               "mouth_psnr_copy_reference": mouth_scores(base, clip)["mouth_psnr"]}
         if syncnet is not None:
-            row["sync_score"] = sync_scores(syncnet, gen, mel)
-            row["sync_score_shuffled_audio"] = sync_scores(syncnet, gen, mel, shuffle_seed=seed + i)
+            row["sync_score"] = sync_scores(syncnet, gen, clip["mel"])
+            row["sync_score_shuffled_audio"] = sync_scores(syncnet, gen, clip["mel"], shuffle_seed=seed + i)
         rows.append(row)
-        clips.append((meta, gen, gt, npy_load(sample["audio.npy"])))
-    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
-    metrics["clips"] = len(rows)
-    return metrics, clips
+        clips.append((meta, gen, clip["gt"], npy_load(sample["audio.npy"])))
+    return {**mean_scores(rows), "clips": len(rows)}, clips

@@ -106,8 +106,6 @@ class FaceAlignmentLandmarks:
         return out
 
     def __call__(self, frames: np.ndarray) -> LandmarkTrack:
-        from face_alignment.utils import CENTER_Y_OFFSET, crop, get_preds_fromhm
-
         t_total = len(frames)
         keys = sorted(set(range(0, t_total, self.cfg.detect_every)) | {t_total - 1})
         dets = self.detect(frames[keys])
@@ -123,8 +121,15 @@ class FaceAlignmentLandmarks:
                 if len(boxes) > 1:
                     ratio[k] = np.sqrt(area[order[1]] / max(area[order[0]], 1e-6))
         boxes = interpolate_boxes(key_boxes, t_total, max_gap=2 * self.cfg.detect_every)  # (T, 4), NaN = none
-        landmarks = np.full((t_total, 68, 2), np.nan, np.float32)
-        todo = [t for t in range(t_total) if np.isfinite(boxes[t]).all()]
+        return LandmarkTrack(self.landmarks_from_boxes(frames, boxes), n_faces, ratio)
+
+    def landmarks_from_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """2D-FAN on face boxes (T, 4) [x1, y1, x2, y2] (NaN = skip), batched over frames, with
+        face-alignment's own crop and heatmap decoding. -> (T, 68, 2) frame pixels."""
+        from face_alignment.utils import CENTER_Y_OFFSET, crop, get_preds_fromhm
+
+        landmarks = np.full((len(frames), 68, 2), np.nan, np.float32)
+        todo = [t for t in range(len(frames)) if np.isfinite(boxes[t]).all()]
         ref = self.fa.face_detector.reference_scale
         for i in range(0, len(todo), self.cfg.batch_size):
             chunk = todo[i : i + self.cfg.batch_size]
@@ -142,7 +147,7 @@ class FaceAlignmentLandmarks:
             for j, t in enumerate(chunk):
                 _, pts_img, _ = get_preds_fromhm(hm[j : j + 1], centers[j], scales[j])
                 landmarks[t] = pts_img.reshape(68, 2)
-        return LandmarkTrack(landmarks, n_faces, ratio)
+        return landmarks
 
 
 def interpolate_boxes(key_boxes: dict[int, np.ndarray], n: int, max_gap: int) -> np.ndarray:

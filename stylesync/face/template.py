@@ -27,15 +27,28 @@ def _mirror(points: np.ndarray) -> np.ndarray:
     return out
 
 
+# depth of each landmark towards the camera (template units; ~1.5 mm each) for head yaw
+_DEPTH = np.concatenate([
+    8 * np.cos((np.arange(17) - 8) / 8 * 1.75),  # jaw: the chin forward, the ears back
+    [6, 7, 8, 7, 6, 6, 7, 8, 7, 6],  # brows
+    [10, 13, 16, 19], [12, 14, 16, 14, 12],  # nose bridge, nose base
+    [4, 6, 6, 4, 6, 6, 4, 6, 6, 4, 6, 6],  # eyes
+    [8, 11, 12, 12, 12, 11, 8, 11, 12, 12, 12, 11],  # outer lips
+    [9, 10, 10, 10, 9, 10, 10, 10],  # inner lips
+])
+
+
 def canonical_landmarks(
     mouth_open: float = 0.0, mouth_width: float = 1.0, jaw_width: float = 1.0, face_length: float = 1.0,
-    eye_open: float = 1.0, eye_spacing: float = 1.0, mouth_y: float = 0.0,
+    eye_open: float = 1.0, eye_spacing: float = 1.0, mouth_y: float = 0.0, yaw: float = 0.0,
 ) -> np.ndarray:
     """A 68-point face in template units (x right, y down). Neutral (defaults): mouth closed.
 
     mouth_open: lip gap in units (~1.5 mm each); the jaw drops by 0.4x of it.
     mouth_width, jaw_width, face_length, eye_spacing: relative shape factors (identity).
-    eye_open: 0 = closed lids (blink), 1 = open. mouth_y: vertical mouth offset (units)."""
+    eye_open: 0 = closed lids (blink), 1 = open. mouth_y: vertical mouth offset (units).
+    yaw: head turn (radians, small): points move sideways by their depth (an orthographic turn),
+    which a 2-D alignment cannot undo, as with real faces."""
     cx = TEMPLATE_BOX[0] / 2
     lm = np.zeros((68, 2))
     # jaw 0-16: half-ellipse from the subject's right ear (image left) over the chin
@@ -73,6 +86,8 @@ def canonical_landmarks(
     lm[61:64] = [[cx - hw * 0.35, up], [cx, up], [cx + hw * 0.35, up]]
     lm[64] = [cx + hw * 0.8, y0]
     lm[65:68] = [[cx + hw * 0.35, lo], [cx, lo], [cx - hw * 0.35, lo]]
+    if yaw:
+        lm[:, 0] = cx + (lm[:, 0] - cx) * np.cos(yaw) + _DEPTH * np.sin(yaw)
     return lm
 
 

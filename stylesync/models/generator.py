@@ -57,8 +57,28 @@ class DeltaP(nn.Module):
                 out[name] = p + self.shifts[key]
         return out
 
-    def squared_norm(self) -> torch.Tensor:
-        return sum(s.pow(2).sum() for s in self.shifts.values())
+    def squared_norm(self, scales: Optional[dict[str, float]] = None) -> torch.Tensor:
+        """sum ||Delta P||^2; with `scales` (see `effective_scales`) measured on the weights as the
+        layers use them (equalized-lr parameters are stored unscaled)."""
+        scales = scales or {}
+        return sum((scales.get(k, 1.0) ** 2) * s.pow(2).sum() for k, s in self.shifts.items())
+
+
+def effective_scales(model: nn.Module, sep: str = DeltaP.SEP) -> dict[str, float]:
+    """{parameter name (with `sep`): the run-time multiplier of that stored parameter}: the
+    equalized-lr `scale` of EqualLinear / EqualConv2d / ModulatedConv2d weights, `lr_mul` of
+    EqualLinear biases, 1 elsewhere."""
+    from .layers import EqualConv2d, EqualLinear, ModulatedConv2d
+
+    out = {}
+    for mod_name, mod in model.named_modules():
+        for p_name, _ in mod.named_parameters(recurse=False):
+            key = f"{mod_name}.{p_name}".lstrip(".").replace(".", sep)
+            if isinstance(mod, (EqualLinear, EqualConv2d, ModulatedConv2d)) and p_name == "weight":
+                out[key] = float(mod.scale)
+            elif isinstance(mod, EqualLinear) and p_name == "bias":
+                out[key] = float(mod.lr_mul)
+    return out
 
 
 class StyleSyncGenerator(nn.Module):

@@ -1,0 +1,30 @@
+"""Scoring generated clips against the ground truth under the self-reconstruction protocol."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .metrics import mouth_crop, psnr, ssim
+from .reconstruct import frame_mels, reference_index, self_reconstruct, to_tensor
+
+
+def prepare_clip(meta: dict, frames: np.ndarray, mel: np.ndarray, size: int, seed: int = 0) -> dict:
+    """Ground truth at the model size, per-frame mels, the clip's fixed reference frame."""
+    gt = to_tensor(frames, size)
+    return {"meta": meta, "gt": gt, "mels": frame_mels(mel, len(gt)), "mel": mel,
+            "ref": reference_index(meta["clip_id"], len(gt), seed)}
+
+
+def generate(G, clip: dict, mask: torch.Tensor) -> torch.Tensor:
+    return self_reconstruct(G, clip["gt"], clip["mels"], clip["ref"], mask)
+
+
+def mouth_scores(pred: torch.Tensor, clip: dict) -> dict:
+    """Mouth-region PSNR and SSIM over the clip's frames, the reference frame excluded."""
+    keep = torch.arange(len(pred)) != clip["ref"]
+    p, g = mouth_crop(pred[keep]), mouth_crop(clip["gt"][keep])
+    return {"mouth_psnr": psnr(p, g).mean().item(), "mouth_ssim": ssim(p, g).mean().item()}
+
+
+def mean_scores(rows: list[dict]) -> dict:
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
