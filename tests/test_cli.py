@@ -23,3 +23,30 @@ def test_bad_override_is_a_clear_error(capsys):
 def test_module_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "stylesync", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "model-card" in r.stdout
+
+
+def test_dvc_pipeline_is_valid():
+    """dvc.yaml parses for DVC, every stage's entry and deps exist, and its params are real keys."""
+    import shutil
+    from pathlib import Path
+
+    import yaml
+
+    from stylesync.config import load_params, to_dict
+
+    root = Path(__file__).resolve().parents[1]
+    dvc = shutil.which("dvc") or str(Path(sys.executable).with_name("dvc"))
+    r = subprocess.run([dvc, "stage", "list"], cwd=root, capture_output=True, text=True)
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert r.returncode == 0, r.stderr
+    assert all(name in r.stdout for name in stages)
+    resolved = to_dict(load_params(root / "params.yaml"))
+    made = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values() for o in s.get("outs", [])}
+    for name, stage in stages.items():
+        for dep in stage["deps"]:
+            assert (root / dep).exists() or dep in made, f"{name}: missing dep {dep}"
+        for key in stage.get("params", []):
+            node = resolved
+            for part in key.split("."):
+                assert part in node, f"{name}: params key {key} is not in the resolved params"
+                node = node[part]
