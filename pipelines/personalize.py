@@ -3,4 +3,5 @@ import sys
 
 from stylesync.cli import main
 
-sys.exit(main(["personalize", *sys.argv[1:]]))
+if __name__ == "__main__":  # process pools may re-import this file (spawn/forkserver)
+    sys.exit(main(["personalize", *sys.argv[1:]]))

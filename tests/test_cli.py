@@ -27,6 +27,7 @@ def test_module_entry_point_help():
 
 def test_dvc_pipeline_is_valid():
     """dvc.yaml parses for DVC, every stage's entry and deps exist, and its params are real keys."""
+    import runpy
     import shutil
     from pathlib import Path
 
@@ -43,6 +44,8 @@ def test_dvc_pipeline_is_valid():
     resolved = to_dict(load_params(root / "params.yaml"))
     made = {next(iter(o)) if isinstance(o, dict) else o for s in stages.values() for o in s.get("outs", [])}
     for name, stage in stages.items():
+        entry = root / stage["cmd"].split()[1]
+        runpy.run_path(str(entry), run_name="__mp_main__")  # a spawned worker re-imports it: must not run the stage
         for dep in stage["deps"]:
             assert (root / dep).exists() or dep in made, f"{name}: missing dep {dep}"
         for key in stage.get("params", []):
