@@ -5,6 +5,7 @@ wrongly typed values fail with the dotted path of the offending key.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -257,6 +258,7 @@ class SyncNetTrainConfig:
     eval_every: int = 200
     eval_batches: int = 8
     checkpoint_every: int = 500
+    keep: str = "best"  # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
     augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32))
 
@@ -492,6 +494,29 @@ def validate(params: Params) -> None:
     d = params.model.discriminator
     if d.size != g.size:
         raise ConfigError(f"model.discriminator.size ({d.size}) must equal model.generator.size ({g.size})")
+
+
+def anchored(params: Params, root: str | Path | None = None) -> Params:
+    """A copy whose relative file paths are absolute (from `root`, default the working directory), for
+    processes that run elsewhere (Ray Train workers run in their own directory)."""
+    base = Path(root or Path.cwd()).resolve()
+
+    def fix(v: Optional[str]) -> Optional[str]:
+        return v if v is None or "://" in v or Path(v).is_absolute() else str(base / v)
+
+    out = copy.deepcopy(params)
+    for f in dataclasses.fields(out.paths):
+        setattr(out.paths, f.name, fix(getattr(out.paths, f.name)))
+    out.synth.out = fix(out.synth.out)
+    for src in out.manifest.sources:
+        src.root = fix(src.root)
+    out.preprocess.landmarks.weights_dir = fix(out.preprocess.landmarks.weights_dir)
+    out.preprocess.gpen.weights = fix(out.preprocess.gpen.weights)
+    out.personalize.catalog = fix(out.personalize.catalog)
+    uri = out.tracking.tracking_uri
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        out.tracking.tracking_uri = "sqlite:///" + str(base / uri[len("sqlite:///"):])
+    return out
 
 
 def config_hash(cfg: Any) -> str:

@@ -32,3 +32,18 @@ def test_overrides_and_type_checks(tmp_path):
         load_params(f, ["model.generator.style_fusion=sum"])
     with pytest.raises(ConfigError, match="not of the form"):
         load_params(f, ["model.generator.size"])
+
+
+def test_anchored_makes_relative_paths_absolute(tmp_path):
+    from stylesync.config import Params, anchored
+
+    p = Params()
+    p.paths.vgg19_weights = "weights/vgg.pth"
+    p.manifest.sources[0].root = "s3://bucket/vox"
+    a = anchored(p, tmp_path)
+    assert a.paths.models == str(tmp_path / "models") and a.paths.vgg19_weights == str(tmp_path / "weights/vgg.pth")
+    assert a.paths.gpen_weights is None and a.manifest.sources[0].root == "s3://bucket/vox"
+    assert a.synth.out == str(tmp_path / "data/raw/synthetic")
+    assert a.tracking.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
+    assert p.paths.models == "models"  # the original is untouched
+    assert anchored(a, "/elsewhere").paths.models == a.paths.models

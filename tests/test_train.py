@@ -3,6 +3,7 @@ after an injected worker failure), the paper profile."""
 from __future__ import annotations
 
 import copy
+import csv
 import json
 from pathlib import Path
 
@@ -48,7 +49,7 @@ def tiny_params(corpus: Path, out: Path) -> Params:
     t.loader = LoaderConfig(batch_size=2, windows_per_clip=2, shuffle_buffer=4, workers=0)
     t.loss.d_reg_every = 2
     s = p.syncnet_train
-    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every = 4, 2, 1, 2
+    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every, s.keep = 4, 2, 1, 2, "last"
     s.loader = LoaderConfig(batch_size=4, windows_per_clip=2, shuffle_buffer=4, workers=0)
     p.ray.num_cpus = 2
     return p
@@ -100,6 +101,14 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     assert any(not torch.equal(first[k], resumed[k]) for k in first)
     for k in straight:
         assert torch.equal(straight[k], resumed[k]), k
+    # keep: best exports the weights of the lowest validation loss (no further training happens here)
+    p.syncnet_train.keep = "best"
+    m = train_syncnet(p)
+    hist = list(csv.DictReader(open(tmp_path / "plots" / "syncnet.csv")))
+    best = min(hist, key=lambda h: float(h["val_loss"]))
+    assert m["selected_step"] == int(best["step"]) and m["val_loss"] == pytest.approx(float(best["val_loss"]))
+    exported = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    assert all(torch.equal(exported[k], v) for k, v in load_file(str(next((tmp_path / "runs").glob("syncnet-*")) / "best" / "model.safetensors")).items())
 
 
 def _with_expert(p: Params) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .. import tracking
-from ..config import Params, config_hash, from_dict, to_dict
+from ..config import Params, anchored, config_hash, from_dict, to_dict
 from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
 from ..faults import maybe_fail
 from ..io import write_json
@@ -179,7 +179,7 @@ def fit(params: Params):
         cpus = tc.cpus_per_worker or max(1, int(ray.cluster_resources().get("CPU", 1)) // tc.num_workers)
         trainer = TorchTrainer(
             backbone_loop,
-            train_loop_config={"params": to_dict(params), "run_name": name},
+            train_loop_config={"params": to_dict(anchored(params)), "run_name": name},  # workers run elsewhere
             scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                          resources_per_worker={"CPU": cpus, **({"GPU": 1} if tc.use_gpu else {})}),
             run_config=RunConfig(name=name, storage_path=str(storage),

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..config import Params, from_dict, to_dict
+from ..config import Params, anchored, from_dict, to_dict
 from ..io import atomic_write_bytes, write_json
 from .personalize import CatalogEntry, personalize_identity
 
@@ -116,7 +116,7 @@ def _run_ray(params: Params, entries: list[CatalogEntry], parent_run_id: Optiona
         if gpus:
             slots = min(slots, max(1, int(res["GPU"] // gpus)))
         task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=pc.max_retries, retry_exceptions=False)(_identity_task)
-        pdict = to_dict(params)
+        pdict = to_dict(anchored(params))  # Ray workers need not share the driver's working directory
         queue, running = list(entries), {}
         while queue or running:
             while queue and len(running) < slots:

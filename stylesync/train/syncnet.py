@@ -22,7 +22,7 @@ from ..config import Params, config_hash
 from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
 from ..io import atomic_dir, write_json
 from ..models.syncnet import ExpertSyncNet
-from .build import save_syncnet
+from .build import load_syncnet, save_syncnet
 from .checkpointing import load_training_state, save_training_state
 from .device import resolve_device
 from .losses import syncnet_bce
@@ -75,7 +75,7 @@ def train_syncnet(params: Params) -> dict:
     cfg, mcfg = params.syncnet_train, params.model.syncnet
     device = resolve_device(params.device)
     seed_everything(params.seed)
-    learned = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "eval_every", "eval_batches", "checkpoint_every")}
+    learned = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "eval_every", "eval_batches", "checkpoint_every", "keep")}
     run_dir = Path(params.paths.runs) / f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}"
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -120,19 +120,28 @@ def train_syncnet(params: Params) -> dict:
                          train_acc, ev["loss"], ev["acc"])
                 if active is not None:
                     mlflow.log_metrics({k: v for k, v in rec.items() if k != "step"}, step=step)
+                if ev["loss"] <= min(h["val_loss"] for h in history):
+                    save_syncnet(run_dir / "best", net, {"step": step})  # atomic; survives a restart
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 with atomic_dir(run_dir / f"step-{step:08d}") as tmp:
                     save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
                                         {"history": history, "mlflow_run": mlflow_run})
                 for old in sorted(run_dir.glob("step-*"))[:-2]:
                     shutil.rmtree(old, ignore_errors=True)
+        chosen = history[-1] if history else {}
+        if cfg.keep == "best" and history:
+            chosen = min(history, key=lambda h: h["val_loss"])
+            net = load_syncnet(run_dir / "best")
+        elif cfg.keep != "last":
+            raise ValueError(f"syncnet_train.keep must be 'best' or 'last', got {cfg.keep!r}")
         out = Path(params.paths.models) / "syncnet"
-        save_syncnet(out, net.cpu(), {"mlflow_run_id": mlflow_run, "steps": step})
+        save_syncnet(out, net.cpu(), {"mlflow_run_id": mlflow_run, "steps": step, "selected_step": chosen.get("step")})
         if active is not None:
             mlflow.log_artifacts(str(out), artifact_path="model")
     final = history[-1] if history else {}
     metrics = {"steps": step, "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
-               "val_loss": final.get("val_loss"), "val_acc": final.get("val_acc"), "chance_acc": 0.5,
+               "keep": cfg.keep, "selected_step": chosen.get("step"),
+               "val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"), "chance_acc": 0.5,
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": mlflow_run}
     write_json(Path(params.paths.metrics) / "syncnet.json", metrics)
     plot = Path(params.paths.plots) / "syncnet.csv"
