@@ -129,9 +129,12 @@ def train_syncnet(params: Params) -> dict:
                 for old in sorted(run_dir.glob("step-*"))[:-2]:
                     shutil.rmtree(old, ignore_errors=True)
         chosen = history[-1] if history else {}
-        if cfg.keep == "best" and history:
+        if cfg.keep == "best" and history and (run_dir / "best").exists():
             chosen = min(history, key=lambda h: h["val_loss"])
             net = load_syncnet(run_dir / "best")
+        elif cfg.keep == "best" and history:
+            log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
+                        "weights; delete the run directory to retrain", run_dir)
         elif cfg.keep != "last":
             raise ValueError(f"syncnet_train.keep must be 'best' or 'last', got {cfg.keep!r}")
         out = Path(params.paths.models) / "syncnet"
