@@ -101,6 +101,17 @@ def storage_quality_on_demo() -> dict:
     return rows
 
 
+def flops_ratio() -> float:
+    """Generator FLOPs per image at 256 (params/paper.yaml) over the demo's."""
+    from stylesync.config import load_params
+    from stylesync.models.card import model_card
+    from stylesync.profiles import load_profile
+
+    demo = load_params("params.yaml")
+    paper, _ = load_profile("params.yaml", "params/paper.yaml")
+    return model_card(paper.model)["generator"]["flops_per_image"] / model_card(demo.model)["generator"]["flops_per_image"]
+
+
 def main() -> None:
     from stylesync.config import load_params
     from stylesync.train.catalog import load_catalog
@@ -122,8 +133,9 @@ def main() -> None:
                "demo_cpu_hours": 10_000 * wall / 3600,
                "storage_float16_gib": 10_000 * sizes["float16_mib"] / 1024,
                "storage_float16_rank16_gib": 10_000 * sizes["float16_rank16_mib"] / 1024,
-               "note": "demo size on this CPU, measured per identity; at 256 the step costs ~80x the demo's "
-                       "FLOPs (see BENCHMARKS.md) and needs a GPU"},
+               "generator_flops_ratio_256_to_demo": flops_ratio(),
+               "note": "demo size on this CPU, measured per identity; at 256 each image costs the ratio above "
+                       "in FLOPs: a catalog at 256 needs GPUs"},
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(res, indent=2))
     Path("bench/results").mkdir(parents=True, exist_ok=True)
