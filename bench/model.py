@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import multiprocessing as mp
 import platform
 import resource
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from isolated import run_isolated  # bench/ is on sys.path when a bench runs as a script
 
 from stylesync.config import load_params
 from stylesync.models.card import generator_inputs
@@ -145,22 +146,17 @@ def main() -> None:
                  min_repeats=2, max_repeats=50)
             for s in sizes for m in args.models.split(",") for mode in args.modes.split(",")
             for f in (opts[args.fused] if m == "G" else [False]) for cl in opts[args.channels_last]]
-    ctx = mp.get_context("spawn")
     peak = peak_gflops(args.device)
     print(f"machine: {machine()}; reference GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     print("| model | size | mode | variant | batch | s/image | images/s | GFLOP/image | GFLOP/s | peak mem GiB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     results = []
     for job in jobs:
-        q = ctx.Queue()
-        p = ctx.Process(target=_measure, args=(job, q))
-        p.start()
-        p.join()
-        if p.exitcode != 0:
+        r = run_isolated(_measure, job)
+        if r is None:
             print(f"failed: {job}")
             continue
-        results.append(q.get())
-        r = results[-1]
+        results.append(r)
         print(f"| {r['model']} | {r['size']} | {r['mode']} | {'fused' if r['fused'] else 'unfused'}"
               f"{' CL' if r['channels_last'] else ''}{' bf16' if r['bf16'] else ''}{' compile' if r['compile'] else ''}"
               f" | {r['batch']} | {r['s_per_batch'] / r['batch']:.3f} | {r['images_per_s']:.2f} "

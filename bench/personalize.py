@@ -8,7 +8,6 @@ low rank), the quality cost of the compact storage on the demo, and the projecti
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import resource
 import tempfile
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from isolated import run_isolated  # bench/ is on sys.path when a bench runs as a script
 
 
 def _one(identity: str, q) -> None:
@@ -118,14 +119,7 @@ def main() -> None:
 
     p = load_params("params.yaml")
     ids = [e.identity for e in load_catalog(p)][:2]
-    ctx = mp.get_context("spawn")
-    per_id = []
-    for i in ids:
-        q = ctx.Queue()
-        proc = ctx.Process(target=_one, args=(i, q))
-        proc.start()
-        proc.join()
-        per_id.append(q.get())
+    per_id = [run_isolated(_one, i) for i in ids]
     sizes = delta_sizes_at_256()
     wall = float(np.mean([r["wall_s"] for r in per_id]))
     res = {"per_identity_demo_cpu": per_id, "delta_at_256": sizes, "storage_quality_demo": storage_quality_on_demo(),

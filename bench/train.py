@@ -11,13 +11,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from isolated import run_isolated  # bench/ is on sys.path when a bench runs as a script
 
 
 def _job(job: dict, q) -> None:
@@ -82,19 +83,15 @@ def main() -> None:
     ap.add_argument("--peak-tflops", type=float, default=0.0, help="the device's peak, for MFU")
     ap.add_argument("--seconds", type=float, default=20.0)
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
     batches = dict(zip(["paper", "demo"], (int(x) for x in args.batch.split(","))))
     rows = []
     for prof in args.profiles.split(","):
         job = dict(device=args.device, profile=prof, batch=batches[prof], bf16=args.bf16, compile=args.compile,
                    channels_last=args.channels_last, peak_tflops=args.peak_tflops, seconds=args.seconds)
-        q = ctx.Queue()
-        proc = ctx.Process(target=_job, args=(job, q))
-        proc.start()
-        proc.join()
-        if proc.exitcode == 0:
-            rows.append(q.get())
-            print(json.dumps(rows[-1]), flush=True)
+        r = run_isolated(_job, job)
+        if r is not None:
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     Path("bench/results").mkdir(parents=True, exist_ok=True)
     Path(f"bench/results/train-{args.device}-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(rows, indent=2))
 
