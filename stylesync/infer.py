@@ -91,15 +91,11 @@ class Lipsyncer:
     def from_dirs(cls, generator_dir: str | Path, personal_dir: Optional[str | Path] = None, **kw) -> "Lipsyncer":
         from .train.build import load_generator
 
-        device = kw.get("device", "cpu")
+        G, face, _ = load_generator(generator_dir, kw.get("device", "cpu"))
         if personal_dir is not None:
-            from .train.personalize import load_personal
+            from .train.personalize import apply_personal
 
-            backbone = Path(generator_dir).parent
-            G = load_personal(backbone, personal_dir, device)
-            _, face, _ = load_generator(generator_dir, "cpu")
-        else:
-            G, face, _ = load_generator(generator_dir, device)
+            G = apply_personal(G, Path(generator_dir).parent, personal_dir, kw.get("device", "cpu"))
         return cls(G, face, **kw)
 
     # ------------------------------------------------------------------ landmarks

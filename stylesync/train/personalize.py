@@ -98,12 +98,18 @@ def _held_out(params: Params, entry: CatalogEntry, rows: list[dict]) -> list[tup
 def load_personal(params_or_backbone, personal: str | Path, device: torch.device | str = "cpu") -> StyleSyncGenerator:
     """Backbone generator + a personal delta (refused if made from another backbone)."""
     bdir = backbone_dir(params_or_backbone) if isinstance(params_or_backbone, Params) else Path(params_or_backbone)
+    G, _, _ = load_generator(bdir / "generator", device)
+    return apply_personal(G, bdir, personal, device)
+
+
+def apply_personal(G: StyleSyncGenerator, backbone: str | Path, personal: str | Path,
+                   device: torch.device | str = "cpu") -> StyleSyncGenerator:
+    """Put a personal delta onto the loaded generator of `backbone` (refused if made from another)."""
     state, meta = read_model(personal, kind=KIND)
-    actual = file_sha256(bdir / "generator" / "model.safetensors")
+    actual = file_sha256(Path(backbone) / "generator" / "model.safetensors")
     if meta["backbone_sha256"] != actual:
         raise PersonalizeError(f"{personal} was trained from backbone {meta['backbone_sha256'][:12]}, "
-                               f"but {bdir} is {actual[:12]}")
-    G, _, _ = load_generator(bdir / "generator", device)
+                               f"but {backbone} is {actual[:12]}")
     shifts, mlp = unpack_delta(state)
     dp = G.enable_delta_p()
     load_into(dp, {f"shifts.{k}": v for k, v in shifts.items()}, f"{personal} (Delta P)")
