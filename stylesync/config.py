@@ -225,6 +225,7 @@ class OptimConfig:
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
     grad_clip: Optional[float] = None  # max grad norm (None = off)
     ema_decay: float = 0.999  # EMA of G (0 = no EMA)
+    ema_rampup: Optional[float] = None  # EMA half-life <= this x the steps so far (StyleGAN2-ADA: 0.05); None = off
 
 
 @dataclass
@@ -240,6 +241,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 2
     max_failures: int = 1  # FailureConfig: restarts from the last checkpoint
+    # a NaN/inf loss term: "stop" = fail with the step and the term named; "skip" = drop that update
+    # (no optimizer step; counted as `nonfinite_skipped` in the logs). Also used by personalization.
+    nan_policy: str = "stop"
     cpus_per_worker: Optional[int] = None  # Ray resources (= torch threads) per worker; None: all CPUs / workers
     log_every: int = 10
     image_every: int = 500  # sample grids to MLflow
@@ -331,6 +335,15 @@ class RayConfig:
 # --------------------------------------------------------------------------- top level
 @dataclass
 class PathsConfig:
+    """Where stages read and write. `manifest`, `shards`, `models` and `runs` (and the manifest's
+    source roots, `manifest.sources[].root`) accept fsspec URIs (s3://bucket/prefix, gs://...,
+    memory:// in tests) as well as local paths; s3:// needs `s3fs` (pip install 'stylesync[s3]'),
+    gs:// `gcsfs`; credentials and endpoints come from the filesystem's usual environment (AWS_*
+    variables, ~/.aws, ...). `metrics`, `plots`, `reports` and `renders` are DVC outputs of this
+    checkout and stay local; so do the optional user-supplied weight files below and the synthetic
+    corpus (`synth.out`; upload it to read it from a bucket). See docs/ARCHITECTURE.md, "Storage on
+    object stores"."""
+
     data: str = "data"
     raw: str = "data/raw"
     manifest: str = "data/manifest.parquet"
@@ -494,6 +507,8 @@ def validate(params: Params) -> None:
     d = params.model.discriminator
     if d.size != g.size:
         raise ConfigError(f"model.discriminator.size ({d.size}) must equal model.generator.size ({g.size})")
+    if params.train.nan_policy not in ("stop", "skip"):
+        raise ConfigError(f"train.nan_policy must be 'stop' or 'skip', got {params.train.nan_policy!r}")
 
 
 def anchored(params: Params, root: str | Path | None = None) -> Params:

@@ -30,6 +30,7 @@ from .face.align import alignment_matrices, warp_faces
 from .face.landmarks import LandmarkTrack, load_sidecar, smooth_landmarks
 from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
+from .io import join, parent
 from .video import read_audio, read_video, resample_indices, write_video
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Lipsyncer:
         if personal_dir is not None:
             from .train.personalize import apply_personal
 
-            G = apply_personal(G, Path(generator_dir).parent, personal_dir, kw.get("device", "cpu"))
+            G = apply_personal(G, parent(generator_dir), personal_dir, kw.get("device", "cpu"))
         return cls(G, face, **kw)
 
     # ------------------------------------------------------------------ landmarks
@@ -189,8 +190,8 @@ def run(params, args) -> int:
     from .train.device import resolve_device
     from .train.personalize import output_dir
 
-    backbone = Path(params.paths.models) / "backbone" / "generator"
-    gen_dir = Path(args.checkpoint) if args.checkpoint else backbone
+    backbone = join(params.paths.models, "backbone", "generator")
+    gen_dir = args.checkpoint or backbone  # local path or URI
     personal = output_dir(params, args.identity) if args.identity else None
     syncer = Lipsyncer.from_dirs(gen_dir, personal, cfg=params.infer, landmarks=params.preprocess.landmarks
                                  if params.preprocess.landmarks.backend == "face_alignment"

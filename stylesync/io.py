@@ -1,15 +1,25 @@
-"""Filesystem helpers: atomic writes (local or fsspec URIs), safe identifiers, JSON outputs."""
+"""Filesystem helpers: one small set of calls for local paths and fsspec URIs (s3://, gs://,
+memory://, ...), atomic writes, safe identifiers, JSON outputs.
+
+Local paths keep their plain `os`/`pathlib` behaviour (atomic by temp file + rename). On object
+stores there is no rename: a single-object PUT is atomic, so a file is written with one PUT, and a
+directory "commits" with a marker object (`.complete`) written after its files (see `atomic_dir`).
+Every stage builds its paths with `join` (posixpath for URIs) and touches storage only through these
+helpers, so that the same code runs on a laptop and on a cluster with object storage.
+"""
 from __future__ import annotations
 
 import contextlib
+import io as _io
 import json
 import os
+import posixpath
 import re
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 import fsspec
 
@@ -27,8 +37,11 @@ def safe_name(identifier: str) -> str:
     return cleaned
 
 
-def child_path(root: str | Path, identifier: str) -> Path:
-    """root / safe_name(identifier), checked to stay inside root."""
+def child_path(root: str | Path, identifier: str) -> Path | str:
+    """root / safe_name(identifier), checked to stay inside root (a URI string for URI roots; the
+    safe name has no separators, so it cannot leave the root)."""
+    if is_uri(root):
+        return join(root, safe_name(identifier))
     root = Path(root).resolve()
     path = (root / safe_name(identifier)).resolve()
     if root not in path.parents:
@@ -36,19 +49,170 @@ def child_path(root: str | Path, identifier: str) -> Path:
     return path
 
 
+class StorageError(RuntimeError):
+    """A storage path that cannot be used (unknown protocol, its fsspec package not installed)."""
+
+
+# fsspec protocols of object stores: no rename, atomic single-object PUT, strongly consistent reads
+OBJECT_STORES = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss", "memory"})
+# the package each protocol needs (fsspec's own message names only some)
+_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
+             "abfss": "adlfs", "adl": "adlfs", "oss": "ossfs", "hf": "huggingface_hub", "sftp": "paramiko"}
+COMPLETE = ".complete"  # marker object of a finished directory on an object store
+
+
 def is_uri(path: str | os.PathLike) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
+def protocol(path: str | os.PathLike) -> str:
+    """'s3', 'gs', 'memory', ... ('file' for local paths)."""
+    return fsspec.core.split_protocol(str(path))[0] or "file" if is_uri(path) else "file"
+
+
 def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path within it) without glob expansion of the path."""
-    return fsspec.core.url_to_fs(str(path))
+    """(filesystem, path within it) without glob expansion of the path. Listings are not cached for
+    object stores (another process may have written since). A protocol whose package is missing
+    raises StorageError naming the package to install."""
+    proto = protocol(path)
+    opts = {"use_listings_cache": False} if proto in OBJECT_STORES - {"memory"} else {}
+    try:
+        return fsspec.core.url_to_fs(str(path), **opts)
+    except ImportError as e:
+        pkg = _PACKAGES.get(proto, f"the fsspec implementation of {proto}://")
+        extra = " (or the project's extra: pip install 'stylesync[s3]')" if pkg == "s3fs" else ""
+        raise StorageError(f"{path}: {proto}:// paths need the {pkg!r} package: pip install {pkg}{extra} "
+                           f"[{e}]") from e
+    except ValueError as e:
+        if "Protocol not known" in str(e):
+            raise StorageError(f"{path}: unknown storage protocol {proto!r} ({e})") from e
+        raise
+
+
+def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    protos = (fs.protocol,) if isinstance(fs.protocol, str) else tuple(fs.protocol)
+    return bool(OBJECT_STORES.intersection(protos))
+
+
+def join(root: str | os.PathLike, *parts: str) -> str:
+    """root/parts: posixpath for URIs (keeping the scheme's '//'), os.path for local paths."""
+    if is_uri(root):
+        return posixpath.join(str(root).rstrip("/"), *parts)
+    return os.path.join(str(root), *parts)
+
+
+def parent(path: str | os.PathLike) -> str:
+    """The directory holding `path` (a URI for URIs)."""
+    if is_uri(path):
+        return posixpath.dirname(str(path).rstrip("/"))
+    return str(Path(path).parent)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    if not is_uri(path):
+        return os.path.exists(path)
+    fs, p = filesystem(path)
+    return fs.exists(p)
+
+
+def isdir(path: str | os.PathLike) -> bool:
+    if not is_uri(path):
+        return os.path.isdir(path)
+    fs, p = filesystem(path)
+    return fs.isdir(p)
+
+
+def size(path: str | os.PathLike) -> int:
+    if not is_uri(path):
+        return os.path.getsize(path)
+    fs, p = filesystem(path)
+    return int(fs.size(p))
+
+
+def open_file(path: str | os.PathLike, mode: str = "rb", **kw: Any):
+    """A file object for reading (or non-atomic writing) at a local path or URI. For whole files
+    written by the pipeline use `atomic_write_bytes`."""
+    if not is_uri(path):
+        return open(path, mode, **kw)
+    fs, p = filesystem(path)
+    return fs.open(p, mode, **kw)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    if not is_uri(path):
+        return Path(path).read_bytes()
+    fs, p = filesystem(path)
+    return fs.cat_file(p)
+
+
+def read_text(path: str | os.PathLike) -> str:
+    return read_bytes(path).decode()
+
+
+def makedirs(path: str | os.PathLike) -> None:
+    """mkdir -p (object stores have no directories: nothing to do there)."""
+    if not is_uri(path):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        return
+    fs, p = filesystem(path)
+    if not is_object_store(fs):
+        fs.makedirs(p, exist_ok=True)
+
+
+def remove(path: str | os.PathLike, recursive: bool = False) -> None:
+    """Delete a file (or a directory tree with recursive=True); a missing path is not an error."""
+    if not is_uri(path):
+        p = Path(path)
+        if p.is_dir() and not p.is_symlink():
+            if recursive:
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.rmdir()
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        return
+    fs, p = filesystem(path)
+    with contextlib.suppress(FileNotFoundError):
+        if recursive and fs.isdir(p):
+            fs.rm(p, recursive=True)
+        elif fs.isfile(p):
+            fs.rm_file(p)
+
+
+def find(root: str | os.PathLike) -> list[str]:
+    """Every file under `root`, as sorted '/'-separated paths relative to it ([] if root is missing)."""
+    if not is_uri(root):
+        base = Path(root)
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if not p.is_dir())
+    fs, p = filesystem(root)
+    prefix = p.rstrip("/") + "/"
+    with contextlib.suppress(FileNotFoundError):
+        return sorted(f[len(prefix):] for f in fs.find(p) if f.startswith(prefix))
+    return []
+
+
+def glob(root: str | os.PathLike, pattern: str) -> list[str]:
+    """Sorted paths (spelled like `root`: local paths or URIs) under root matching a glob pattern
+    relative to it (e.g. 'train/shard-*.tar')."""
+    if not is_uri(root):
+        return sorted(str(p) for p in Path(root).glob(pattern))
+    fs, p = filesystem(root)
+    prefix = p.rstrip("/") + "/"
+    return sorted(join(root, f[len(prefix):]) for f in fs.glob(prefix + pattern) if f.startswith(prefix))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part
+    (local: temp file + rename; object store: one PUT; other fsspec filesystems: temp + move)."""
     if is_uri(path):
         fs, p = filesystem(path)
+        if is_object_store(fs):
+            fs.pipe_file(p, data)
+            return
+        fs.makedirs(posixpath.dirname(p), exist_ok=True)
         tmp = f"{p}.tmp-{uuid.uuid4().hex}"
         with fs.open(tmp, "wb") as f:
             f.write(data)
@@ -63,9 +227,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.errno is not None and e.filename is None:  # a full disk, ...: name the file
+            raise OSError(e.errno, e.strerror, str(path)) from e
         raise
 
 
@@ -74,8 +240,26 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    with fsspec.open(str(path), "rb") as f:
-        return json.loads(f.read())
+    return json.loads(read_bytes(path))
+
+
+def write_parquet(table, path: str | os.PathLike) -> None:
+    """A pyarrow table as parquet, atomically (local or URI)."""
+    import pyarrow.parquet as pq
+
+    buf = _io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def read_parquet(path: str | os.PathLike):
+    """A parquet file (local or URI) as a pyarrow table (read through fsspec, so that URIs use the
+    same filesystem configuration as every other read)."""
+    import pyarrow.parquet as pq
+
+    if not is_uri(path):
+        return pq.read_table(str(path))
+    return pq.read_table(_io.BytesIO(read_bytes(path)))
 
 
 def _json_default(o: Any) -> Any:
@@ -88,7 +272,21 @@ def _json_default(o: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary sibling directory; on success it replaces `path` as a whole."""
+    """Yield a temporary directory to fill; on success it replaces `path` as a whole.
+
+    Local: a sibling directory renamed into place. URI: a local temporary directory uploaded on
+    success: the old `.complete` marker is removed, the files are put (one PUT each, `COMMIT_LAST`
+    names last), then the marker, then objects of an older version that the new one lacks are
+    deleted. `dir_complete` tells a finished directory; model directories are also self-checking
+    (config.json, written last, holds the sha256 of the weights)."""
+    if is_uri(path):
+        tmp = Path(tempfile.mkdtemp(prefix="stylesync-upload-"))
+        try:
+            yield tmp
+            upload_dir(tmp, str(path))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
@@ -104,3 +302,77 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# files that make a model / training-state directory usable, uploaded last and in this order
+COMMIT_LAST = ("config.json", "state.pt", "manifest.json")
+
+
+def upload_dir(local: str | os.PathLike, uri: str) -> None:
+    """Put a local directory tree at `uri` (see `atomic_dir` for the order of writes)."""
+    fs, p = filesystem(uri)
+    local = Path(local)
+    files = sorted((f.relative_to(local).as_posix() for f in local.rglob("*") if f.is_file()),
+                   key=lambda r: (COMMIT_LAST.index(posixpath.basename(r)) + 1
+                                  if posixpath.basename(r) in COMMIT_LAST else 0, r))
+    old = set(find(uri))
+    remove(join(uri, COMPLETE))
+    if not is_object_store(fs):
+        fs.makedirs(p, exist_ok=True)
+    for rel in files:
+        if not is_object_store(fs):
+            fs.makedirs(posixpath.dirname(posixpath.join(p, rel)), exist_ok=True)
+        fs.put_file(str(local / rel), posixpath.join(p, rel))
+    fs.pipe_file(posixpath.join(p, COMPLETE), b"")
+    for rel in sorted(old - set(files) - {COMPLETE}):
+        remove(join(uri, rel))
+
+
+def dir_complete(path: str | os.PathLike) -> bool:
+    """A directory written by `atomic_dir` in full (local: it exists; URI: its marker exists)."""
+    return exists(join(path, COMPLETE)) if is_uri(path) else os.path.isdir(path)
+
+
+@contextlib.contextmanager
+def local_dir(path: str | os.PathLike) -> Iterator[Path]:
+    """A local directory with the contents of `path` (a temporary download for URIs)."""
+    if not is_uri(path):
+        yield Path(path)
+        return
+    fs, p = filesystem(path)
+    tmp = Path(tempfile.mkdtemp(prefix="stylesync-download-"))
+    try:
+        for rel in find(path):
+            if posixpath.basename(rel) == COMPLETE:
+                continue
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(posixpath.join(p, rel), str(tmp / rel))
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def ray_storage(path: str | os.PathLike) -> tuple[str, Optional[Any]]:
+    """(storage_path, storage_filesystem) for Ray Train's RunConfig: a local absolute path and None,
+    or the path within the filesystem and a pyarrow wrapper of the same fsspec filesystem that
+    every other stage uses (one configuration: credentials, endpoint)."""
+    if not is_uri(path):
+        return str(Path(path).resolve()), None
+    import pyarrow.fs as pafs
+
+    fs, p = filesystem(path)
+    return p, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def copy_to_local(paths: Iterable[str], directory: str | os.PathLike) -> list[str]:
+    """Local copies of files (URIs downloaded into `directory`, local paths returned as they are)."""
+    out = []
+    for i, path in enumerate(paths):
+        if not is_uri(path):
+            out.append(str(path))
+            continue
+        fs, p = filesystem(path)
+        dst = Path(directory) / f"{i:06d}-{posixpath.basename(p)}"
+        fs.get_file(p, str(dst))
+        out.append(str(dst))
+    return out

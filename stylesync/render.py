@@ -4,18 +4,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import pyarrow.parquet as pq
 
 from .config import Params
 from .infer import Lipsyncer
-from .io import safe_name, write_json
+from .io import join, read_parquet, safe_name, write_json
 from .train.device import resolve_device
 
 log = logging.getLogger(__name__)
 
 
 def render(params: Params) -> list[dict]:
-    rows = [r for r in pq.read_table(params.paths.manifest).to_pylist() if r["split"] == "test" and not r.get("probe_error")]
+    rows = [r for r in read_parquet(params.paths.manifest).to_pylist() if r["split"] == "test" and not r.get("probe_error")]
     picked, seen = [], set()
     for r in sorted(rows, key=lambda r: r["clip_id"]):  # one clip per identity, in a fixed order
         if r["identity"] not in seen:
@@ -25,7 +24,7 @@ def render(params: Params) -> list[dict]:
             break
     if len(picked) < 2:
         raise ValueError("render needs test clips of at least two identities")
-    syncer = Lipsyncer.from_dirs(Path(params.paths.models) / "backbone" / "generator", cfg=params.infer,
+    syncer = Lipsyncer.from_dirs(join(params.paths.models, "backbone", "generator"), cfg=params.infer,
                                  landmarks=params.preprocess.landmarks, device=resolve_device(params.device))
     out_dir = Path(params.render.out)
     done = []

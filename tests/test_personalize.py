@@ -24,14 +24,13 @@ from test_preprocess import params_for, vox_path
 from test_train import tiny_params
 
 
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """4 training clips, and 3 test identities with 2 clips each (one for the person, one held out)."""
+def make_personal_corpus(tmp, **build_kw):
+    """4 training clips, and 3 test identities with 2 clips each (one for the person, one held out),
+    preprocessed into shards under `tmp` (also used by the fault suite)."""
     from stylesync.config import ManifestConfig, SourceConfig
     from stylesync.data.build_shards import build_shards
     from stylesync.data.manifest import build_manifest, write_manifest
 
-    tmp = tmp_path_factory.mktemp("personal")
     for i in range(4):
         make_clip(vox_path(tmp / "raw", "dev", f"id{i % 2}", f"v{i}", 0), n_frames=30, seed=i)
     for j in range(3):
@@ -40,8 +39,13 @@ def corpus(tmp_path_factory):
     p = params_for(tmp)
     write_manifest(build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", str(tmp / "raw"))], workers=2)),
                    p.paths.manifest)
-    build_shards(p, executor="local")
+    build_shards(p, executor="local", **build_kw)
     return tmp
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_personal_corpus(tmp_path_factory.mktemp("personal"))
 
 
 @pytest.fixture

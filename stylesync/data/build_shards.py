@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ..config import Params
-from ..io import write_json
+from ..io import read_parquet, write_json
 from .preprocess import (
     ClipRejected, preprocess_hash, process_clip, stage_align, stage_decode, stage_encode, stage_landmarks,
 )
+from .roots import check_manifest_roots
 from .sample import sample_key
 from .shards import ShardPlan, ShardStore, plan_fingerprint, plan_shards
 
@@ -142,13 +142,14 @@ class EncodeStage(_Stage):
 
 
 # ------------------------------------------------------------------------------ driver
-def _pending(plans: list[ShardPlan], store: ShardStore, rows_by_id: dict) -> list[tuple[ShardPlan, int, dict]]:
+def _pending(plans: list[ShardPlan], store: ShardStore, rows_by_id: dict,
+             files: Optional[set[str]] = None) -> list[tuple[ShardPlan, int, dict]]:
     todo = []
     for plan in plans:
-        if store.is_done(plan):
+        if store.is_done(plan, files):
             continue
         for pos, clip_id in enumerate(plan.clip_ids):
-            if not store.is_staged(plan, pos):
+            if not store.is_staged(plan, pos, files):
                 todo.append((plan, pos, rows_by_id[clip_id]))
     return todo
 
@@ -167,18 +168,22 @@ def _run_ray(params: Params, store: ShardStore, todo: list, on_done) -> None:
         items = [{"plan": pickle.dumps(plan), "pos": pos, "manifest_row": pickle.dumps(row), "state": b"",
                   "failure": b""} for plan, pos, row in todo]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
-        ds = ds.map(DecodeStage, fn_constructor_args=(params,), concurrency=max(1, int(ray.cluster_resources().get("CPU", 1))))
+        # The CPU stages are Ray tasks (stateless callables; consecutive ones fuse into one task per
+        # clip): fixed-size actor pools per stage would need pools x size CPUs at once and deadlock
+        # on a cluster of small nodes; tasks share the CPUs and are retried elsewhere when a node
+        # dies (Ray Data retries system failures; a retried clip is staged again with the same
+        # bytes). Model stages keep their actor pools.
+        ds = ds.map(DecodeStage(params))
         gpus = ray.cluster_resources().get("GPU", 0) > 0
         if pp.landmarks.backend == "face_alignment":
             ds = ds.map(LandmarkStage, fn_constructor_args=(params,),
                         compute=ray.data.ActorPoolStrategy(size=pp.landmarks.actors),
                         num_gpus=pp.landmarks.gpus_per_actor if gpus else 0)
-        ds = ds.map(AlignStage, fn_constructor_args=(params,), concurrency=max(1, int(ray.cluster_resources().get("CPU", 1))))
+        ds = ds.map(AlignStage(params))
         if pp.gpen.enabled:
             ds = ds.map(GPENStage, fn_constructor_args=(params,), compute=ray.data.ActorPoolStrategy(size=pp.gpen.actors),
                         num_gpus=pp.gpen.gpus_per_actor if gpus else 0)
-        ds = ds.map(EncodeStage, fn_constructor_args=(params, str(store.root)),
-                    concurrency=max(1, int(ray.cluster_resources().get("CPU", 1))))
+        ds = ds.map(EncodeStage(params, str(store.root)))
         for out in ds.iter_rows():
             on_done(out)
 
@@ -205,19 +210,24 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
                  executor: str = "ray", metrics_path: Optional[str] = None) -> dict:
     """Preprocess every clip of the manifest into shards (resuming), write index/failures/metrics."""
     t0 = time.time()
-    manifest = pq.read_table(manifest_path or params.paths.manifest).to_pylist()
+    manifest = read_parquet(manifest_path or params.paths.manifest).to_pylist()
+    check_manifest_roots(manifest, params, manifest_path or params.paths.manifest)  # before anything is written
     store = ShardStore(out or params.paths.shards)
     plans = plan_shards(manifest, params.preprocess.shard_size)
     phash = preprocess_hash(params.preprocess, params.face)
     if store.ensure_plan(plan_fingerprint(plans, phash), len(plans)):
         log.warning("the manifest or the preprocessing params changed: the old shards were removed")
     rows_by_id = {r["clip_id"]: r for r in manifest}
-    todo = _pending(plans, store, rows_by_id)
+    rebuilt = store.drop_corrupt(plans, store.files())  # finished shards that fail their checksum
+    for name, reason in rebuilt.items():
+        log.warning("shard %s is corrupt (%s): it is removed and rebuilt", name, reason)
+    files = store.files()  # one listing (object stores: not one request per clip)
+    todo = _pending(plans, store, rows_by_id, files)
     by_name = {p.name: p for p in plans}
     remaining = Counter()
     for plan in plans:
-        if not store.is_done(plan):
-            remaining[plan.name] = sum(not store.is_staged(plan, i) for i in range(len(plan.clip_ids)))
+        if not store.is_done(plan, files):
+            remaining[plan.name] = sum(not store.is_staged(plan, i, files) for i in range(len(plan.clip_ids)))
     # shards whose clips were all staged by an interrupted run: assemble now
     for name, left in list(remaining.items()):
         if left == 0:
@@ -225,9 +235,13 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
             del remaining[name]
     new_frames = 0
     bar = tqdm(total=len(todo), desc="preprocess", unit="clip", disable=None)
+    seen: set[tuple[str, int]] = set()
 
     def on_done(out: dict) -> None:
         nonlocal new_frames
+        if (out["shard"], out["pos"]) in seen:  # a clip reported twice (a retried task): counted once
+            return
+        seen.add((out["shard"], out["pos"]))
         new_frames += out["frames"]
         remaining[out["shard"]] -= 1
         if remaining[out["shard"]] == 0:
@@ -240,7 +254,8 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
     if todo:
         (_run_ray if executor == "ray" else _run_local)(params, store, todo, on_done)
     bar.close()
-    missing = [p.name for p in plans if not store.is_done(p)]
+    files = store.files()
+    missing = [p.name for p in plans if not store.is_done(p, files)]
     if missing:
         raise RuntimeError(f"shards not finished: {missing[:5]}{' ...' if len(missing) > 5 else ''}")
     index, failures = store.write_index(plans)
@@ -254,6 +269,7 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
         "clips_processed_this_run": len(todo), "frames_processed_this_run": new_frames,
         "wall_s": round(wall, 2), "frames_per_s": round(new_frames / wall, 2) if wall > 0 else None,
         "executor": executor, "landmarks_backend": params.preprocess.landmarks.backend,
+        "shards_rebuilt": len(rebuilt),
     }
     if metrics_path is not False:
         write_json(metrics_path or Path(params.paths.metrics) / "preprocess.json", summary)

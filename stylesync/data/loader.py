@@ -22,26 +22,56 @@ import json
 import logging
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 import torch
 import webdataset as wds
+from webdataset import filters as wds_filters
+from webdataset import tariterators as wds_tar
+from webdataset.gopen import gopen
 
 from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
 from ..config import LoaderConfig
+from ..io import glob, is_uri, join, open_file
 from .sample import FRAME_FIELDS, decode_jpeg, jpeg_list, npy_load
 
 log = logging.getLogger(__name__)
 
 
 def shard_urls(root: str, split: str) -> list[str]:
-    """All shard tars of a split (sorted)."""
-    urls = sorted(str(p) for p in Path(root, split).glob("shard-*.tar"))
+    """All shard tars of a split (sorted): local paths or URIs, spelled like `root`."""
+    urls = glob(root, f"{split}/shard-*.tar")
     if not urls:
-        raise FileNotFoundError(f"no shards in {Path(root, split)} (run the preprocess stage first)")
+        raise FileNotFoundError(f"no shards in {join(root, split)} (run the preprocess stage first)")
     return urls
+
+
+def _open_shards(data, handler=wds.reraise_exception):
+    """dict(url) -> dict(url, stream): local paths through webdataset's gopen (as before), URIs
+    (s3://, gs://, memory://, ...) through fsspec, streamed with read-ahead (webdataset itself only
+    opens object stores through `pipe:` commands and command-line tools)."""
+    for sample in data:
+        url = sample["url"]
+        try:
+            stream = open_file(url, "rb", block_size=8 << 20) if is_uri(url) else gopen(url)
+        except Exception as exn:
+            exn.args = exn.args + (url,)
+            if handler(exn):
+                continue
+            break
+        try:
+            yield {**sample, "stream": stream}
+        finally:
+            stream.close()
+
+
+def _tar_samples(src, handler=wds.reraise_exception):
+    files = wds_tar.tar_file_expander(_open_shards(src, handler), handler=handler)
+    return wds_tar.group_by_keys(files, handler=handler)
+
+
+tar_samples = wds_filters.pipelinefilter(_tar_samples)  # wds.tarfile_to_samples that also reads URIs
 
 
 @dataclass
@@ -151,7 +181,7 @@ def training_pipeline(urls: list[str], cfg: LoaderConfig, size: int, seed: int =
     bs = batch_size or cfg.batch_size
     return wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed, deterministic=True),
-        wds.tarfile_to_samples(handler=wds.warn_and_continue),
+        tar_samples(handler=wds.warn_and_continue),
         wds.map(WindowSampler(cfg, seed, select, frame_limits), handler=wds.warn_and_continue),
         _flatten,
         wds.detshuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 32), seed=seed),
@@ -169,7 +199,7 @@ def make_loader(pipeline: wds.DataPipeline, workers: int) -> torch.utils.data.Da
 
 def iter_clips(urls: list[str]):
     """Every clip of the shards once, in order, decoded: (meta, frames (T,S,S,3) uint8, sample dict)."""
-    ds = wds.WebDataset(urls, shardshuffle=False, handler=wds.warn_and_continue, empty_check=False)
+    ds = wds.DataPipeline(wds.SimpleShardList(urls), tar_samples(handler=wds.warn_and_continue))
     for sample in ds:
         view = clip_view(sample)
         frames = np.stack([decode_jpeg(j) for j in view.jpegs])

@@ -1,13 +1,19 @@
-"""Deterministic, exactly-once, resumable WebDataset shard output.
+"""Deterministic, exactly-once, resumable WebDataset shard output (local directory or object store).
 
 Plan: clips of each split, sorted by clip_id, are cut into shards of `shard_size` before anything
-runs, so shard names and contents depend only on the manifest and the params.
+runs, so shard names and contents depend only on the manifest and the params (`plan.json` records
+the fingerprint; a different one clears the old output, plan.json last).
 Staging: each finished clip is written atomically to `.staging/<split>/shard-NNNNNN/<n>.tar` (its
-sample) or `<n>.fail.json` (its rejection); a rerun skips staged clips.
+sample) or `<n>.fail.json` (its rejection); a rerun skips staged clips. A clip staged twice (a task
+retried after its node died) is written with the same bytes, so the last write changes nothing.
 Assembly: when all clips of a shard are staged, `shard-NNNNNN.meta.json` (index rows + failures) and
-then `shard-NNNNNN.tar` are written atomically (tmp + rename), in clip_id order with fixed tar
-headers, so a finished shard is byte-identical across runs; its staging directory is then removed.
-A shard is finished iff its tar exists (the meta is renamed first).
+then `shard-NNNNNN.tar` are written atomically, in clip_id order with fixed tar headers, so a
+finished shard is byte-identical across runs; its staging directory is then removed.
+A shard is finished iff its tar and meta exist (the meta is written first). The meta carries the
+tar's size and sha256; every run checks the finished shards against them (`drop_corrupt`: sha256 on
+local storage, size on object stores) and rebuilds a corrupt one (truncated, bytes flipped).
+Atomic writes are temp file + rename locally and one PUT on object stores (no rename is needed:
+every file is written whole, and completion is told by which files exist), see `stylesync.io`.
 """
 from __future__ import annotations
 
@@ -15,16 +21,16 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Optional
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..io import atomic_write_bytes, write_json
+from ..io import (
+    atomic_write_bytes, exists, find, is_uri, join, makedirs, read_bytes, remove, size, write_json, write_parquet,
+)
 
 PLAN_FILE = "plan.json"
 
@@ -62,46 +68,76 @@ def plan_fingerprint(plans: list[ShardPlan], params_hash: str) -> str:
 
 
 class ShardStore:
-    """The shard directory: plan check, staging, assembly, index."""
+    """The shard directory (a local path or a URI): plan check, staging, assembly, index."""
 
     def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
+        self.root = str(root)
+
+    def path(self, rel: str) -> str:
+        return join(self.root, *rel.split("/"))
 
     # -------------------------------------------------------------- plan
     def ensure_plan(self, fingerprint: str, n_shards: int) -> bool:
         """Record the plan; if a different plan was recorded, clear the old output (it would mix two
-        manifests or two param sets). Returns True when an old output was cleared."""
-        f = self.root / PLAN_FILE
+        manifests or two param sets). Returns True when an old output was cleared. The old plan file
+        goes last, so that an interrupted clearing is done again by the next run."""
+        f = self.path(PLAN_FILE)
         cleared = False
-        if f.exists():
-            old = json.loads(f.read_text()).get("fingerprint")
+        if exists(f):
+            old = json.loads(read_bytes(f)).get("fingerprint")
             if old == fingerprint:
                 return False
-            for child in self.root.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if is_uri(self.root):
+                for rel in find(self.root):
+                    if rel != PLAN_FILE:
+                        remove(self.path(rel))
+            else:
+                for child in Path(self.root).iterdir():
+                    if child.name != PLAN_FILE:
+                        remove(child, recursive=True)
             cleared = True
-        self.root.mkdir(parents=True, exist_ok=True)
+        makedirs(self.root)
         write_json(f, {"fingerprint": fingerprint, "shards": n_shards})
         return cleared
 
-    # -------------------------------------------------------------- paths
-    def tar_path(self, plan: ShardPlan) -> Path:
-        return self.root / f"{plan.name}.tar"
+    # -------------------------------------------------------------- paths (relative to the root)
+    @staticmethod
+    def tar_rel(plan: ShardPlan) -> str:
+        return f"{plan.name}.tar"
 
-    def meta_path(self, plan: ShardPlan) -> Path:
-        return self.root / f"{plan.name}.meta.json"
+    @staticmethod
+    def meta_rel(plan: ShardPlan) -> str:
+        return f"{plan.name}.meta.json"
 
-    def staging_dir(self, plan: ShardPlan) -> Path:
-        return self.root / ".staging" / plan.name
+    @staticmethod
+    def staged_rel(plan: ShardPlan, pos: int, failed: bool) -> str:
+        return f".staging/{plan.name}/" + (f"{pos:06d}.fail.json" if failed else f"{pos:06d}.tar")
 
-    def staged_path(self, plan: ShardPlan, pos: int, failed: bool) -> Path:
-        return self.staging_dir(plan) / (f"{pos:06d}.fail.json" if failed else f"{pos:06d}.tar")
+    def tar_path(self, plan: ShardPlan) -> str:
+        return self.path(self.tar_rel(plan))
 
-    def is_done(self, plan: ShardPlan) -> bool:
-        return self.tar_path(plan).exists() and self.meta_path(plan).exists()
+    def meta_path(self, plan: ShardPlan) -> str:
+        return self.path(self.meta_rel(plan))
 
-    def is_staged(self, plan: ShardPlan, pos: int) -> bool:
-        return self.staged_path(plan, pos, False).exists() or self.staged_path(plan, pos, True).exists()
+    def staging_dir(self, plan: ShardPlan) -> str:
+        return self.path(f".staging/{plan.name}")
+
+    def staged_path(self, plan: ShardPlan, pos: int, failed: bool) -> str:
+        return self.path(self.staged_rel(plan, pos, failed))
+
+    def files(self) -> set[str]:
+        """Every file of the store (relative paths), listed once: what `is_done`/`is_staged` consult
+        when given (one listing instead of a request per clip on object stores)."""
+        return set(find(self.root))
+
+    def _has(self, rel: str, files: Optional[set[str]]) -> bool:
+        return rel in files if files is not None else exists(self.path(rel))
+
+    def is_done(self, plan: ShardPlan, files: Optional[set[str]] = None) -> bool:
+        return self._has(self.tar_rel(plan), files) and self._has(self.meta_rel(plan), files)
+
+    def is_staged(self, plan: ShardPlan, pos: int, files: Optional[set[str]] = None) -> bool:
+        return self._has(self.staged_rel(plan, pos, False), files) or self._has(self.staged_rel(plan, pos, True), files)
 
     # -------------------------------------------------------------- staging
     def stage(self, plan: ShardPlan, pos: int, sample: dict | None, failure: dict | None) -> None:
@@ -116,36 +152,88 @@ class ShardStore:
         samples, index, failures = [], [], []
         for pos, clip_id in enumerate(plan.clip_ids):
             ok, bad = self.staged_path(plan, pos, False), self.staged_path(plan, pos, True)
-            if ok.exists():
-                sample = read_sample_tar(ok.read_bytes())
+            if exists(ok):
+                sample = read_sample_tar(read_bytes(ok))
                 meta = json.loads(sample["json"])
                 samples.append(sample)
                 index.append({"key": sample["__key__"], "shard": f"{plan.name}.tar", "clip_id": clip_id,
                               "identity": meta.get("identity"), "split": plan.split, "dataset": meta.get("dataset"),
                               "n_frames": meta["n_frames"], "source": meta["source"]})
-            elif bad.exists():
-                failures.append(json.loads(bad.read_text()))
+            elif exists(bad):
+                failures.append(json.loads(read_bytes(bad)))
             else:
                 raise RuntimeError(f"{plan.name}: clip {clip_id} is not staged")
-        meta = {"shard": plan.name, "index": index, "failures": failures}
+        data = sample_tar_bytes(samples)
+        meta = {"shard": plan.name, "index": index, "failures": failures,
+                "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         write_json(self.meta_path(plan), meta)
-        atomic_write_bytes(self.tar_path(plan), sample_tar_bytes(samples))
-        shutil.rmtree(self.staging_dir(plan), ignore_errors=True)
+        atomic_write_bytes(self.tar_path(plan), data)
+        remove(self.staging_dir(plan), recursive=True)
         return meta
+
+    # -------------------------------------------------------------- integrity
+    def verify(self, plan: ShardPlan) -> Optional[str]:
+        """None if the finished shard matches its meta, else why not. Local storage: size and
+        sha256; object stores: size (a full read of every shard would be a download). A meta of an
+        older version (no sha256) is adopted if the tar parses and holds exactly its samples."""
+        try:
+            meta = json.loads(read_bytes(self.meta_path(plan)))
+        except (OSError, ValueError) as e:
+            return f"unreadable meta ({type(e).__name__}: {e})"
+        tar = self.tar_path(plan)
+        if "sha256" not in meta:
+            return self._adopt(plan, meta)
+        n = size(tar)
+        if n != meta["bytes"]:
+            return f"{n} bytes, its meta says {meta['bytes']} (truncated or altered)"
+        if not is_uri(self.root):
+            h = hashlib.sha256()
+            with open(tar, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != meta["sha256"]:
+                return "sha256 differs from its meta (corrupt or altered bytes)"
+        return None
+
+    def _adopt(self, plan: ShardPlan, meta: dict) -> Optional[str]:
+        if is_uri(self.root):
+            return None  # nothing to check against without a download
+        data = read_bytes(self.tar_path(plan))
+        try:
+            with tarfile.open(fileobj=io.BytesIO(data), mode="r") as t:
+                keys = {m.name.split(".", 1)[0] for m in t.getmembers()}
+        except (tarfile.TarError, EOFError, OSError) as e:
+            return f"unreadable tar ({type(e).__name__}: {e})"
+        if keys != {r["key"] for r in meta["index"]}:
+            return "its samples differ from its meta"
+        write_json(self.meta_path(plan), {**meta, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)})
+        return None
+
+    def drop_corrupt(self, plans: list[ShardPlan], files: Optional[set[str]] = None) -> dict[str, str]:
+        """Verify every finished shard; remove those that fail (tar first, so that they count as not
+        finished and their clips are processed again). Returns {shard name: reason}."""
+        dropped = {}
+        for plan in plans:
+            if not self.is_done(plan, files):
+                continue
+            reason = self.verify(plan)
+            if reason is not None:
+                remove(self.tar_path(plan))
+                remove(self.meta_path(plan))
+                dropped[plan.name] = reason
+        return dropped
 
     # -------------------------------------------------------------- index
     def write_index(self, plans: list[ShardPlan]) -> tuple[pa.Table, pa.Table]:
         index, failures = [], []
         for plan in plans:
-            meta = json.loads(self.meta_path(plan).read_text())
+            meta = json.loads(read_bytes(self.meta_path(plan)))
             index += meta["index"]
             failures += meta["failures"]
         index_t = pa.Table.from_pylist(index, schema=INDEX_SCHEMA)
         fail_t = pa.Table.from_pylist(failures, schema=FAILURE_SCHEMA)
         for table, name in ((index_t, "index.parquet"), (fail_t, "failures.parquet")):
-            buf = pa.BufferOutputStream()
-            pq.write_table(table, buf)
-            atomic_write_bytes(self.root / name, buf.getvalue().to_pybytes())
+            write_parquet(table, self.path(name))
         return index_t, fail_t
 
 

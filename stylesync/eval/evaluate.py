@@ -13,20 +13,18 @@ whose weights are not supplied is reported as missing, with the reason, never fr
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from ..config import Params
 from ..data.loader import iter_clips, shard_urls
 from ..data.sample import npy_load
-from ..io import atomic_write_bytes, write_json
+from ..io import atomic_write_bytes, exists, join, read_json, read_parquet, write_json
 from ..train.build import load_generator, load_syncnet, mask_tensor
 from .metrics import psnr, ssim
 from .protocol import generate, prepare_clip
@@ -98,7 +96,7 @@ def score_clip(pred: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, e
 
 def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Module, object]:
     """(name -> function(clip, mask) -> predicted frames, the backbone generator, its face config)."""
-    G, face, _ = load_generator(Path(params.paths.models) / "backbone" / "generator", device)
+    G, face, _ = load_generator(join(params.paths.models, "backbone", "generator"), device)
     models: dict[str, Callable] = {"ours_g": lambda clip, mask: generate(G, clip, mask)}
     for name, path in params.evaluate.ablations.items():
         A, _, _ = load_generator(path, device)
@@ -113,17 +111,17 @@ def _personal_models(params: Params, device) -> dict[str, tuple[Callable, list[s
     """identity -> (Ours-P generator function, its held-out clip ids)."""
     from ..train.personalize import load_personal
 
-    root = Path(params.paths.models) / "personal"
+    root = join(params.paths.models, "personal")
     out = {}
-    if not params.evaluate.personal or not (root / "catalog.parquet").exists():
+    if not params.evaluate.personal or not exists(join(root, "catalog.parquet")):
         return out
-    for row in pq.read_table(root / "catalog.parquet").to_pylist():
+    for row in read_parquet(join(root, "catalog.parquet")).to_pylist():
         if row["status"] not in ("ok", "skipped"):
             continue
         from ..train.personalize import output_dir
 
         d = output_dir(params, row["identity"])
-        meta = json.loads((d / "config.json").read_text())
+        meta = read_json(join(d, "config.json"))
         P = load_personal(params, d, device)
         out[row["identity"]] = ((lambda P: lambda clip, mask: generate(P, clip, mask))(P), meta["data"]["held_out"])
     return out
@@ -134,8 +132,8 @@ def evaluate(params: Params) -> dict:
     ec = params.evaluate
     models, G, face = _models(params, device)
     mask = mask_tensor(G.size, face.mask, device)
-    expert = load_syncnet(Path(params.paths.models) / "syncnet", device) \
-        if (Path(params.paths.models) / "syncnet" / "config.json").exists() else None
+    expert = load_syncnet(join(params.paths.models, "syncnet"), device) \
+        if exists(join(params.paths.models, "syncnet", "config.json")) else None
     scorers = Scorers(params)
     if expert is None:
         scorers.missing["own_sync"] = "no trained expert SyncNet in models/syncnet"

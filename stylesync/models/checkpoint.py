@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import torch
+from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import atomic_dir
+from ..io import atomic_dir, exists, is_uri, join, open_file, read_bytes
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -28,8 +29,9 @@ class CheckpointError(RuntimeError):
 
 
 def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (local path or fsspec URI)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_file(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -37,30 +39,35 @@ def file_sha256(path: str | Path) -> str:
 
 def save_model(directory: str | Path, state: Mapping[str, torch.Tensor], kind: str, config: dict,
                extra: dict | None = None) -> Path:
-    """Write `state` + config atomically into `directory` (replacing it as a whole)."""
+    """Write `state` + config atomically into `directory` (replacing it as a whole; local path or
+    URI: see `stylesync.io.atomic_dir`, config.json goes last and holds the weights' sha256)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_dir(directory) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
         meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": config,
                 "sha256": file_sha256(tmp / WEIGHTS), **(extra or {})}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
-    return Path(directory)
+    return directory if is_uri(directory) else Path(directory)
 
 
 def read_model(directory: str | Path, kind: str | None = None, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """-> (state dict, config.json contents). Checks kind and the weights' hash."""
-    directory = Path(directory)
-    weights, cfg_path = directory / WEIGHTS, directory / CONFIG
-    for p in (weights, cfg_path):
-        if not p.exists():
-            raise CheckpointError(f"{directory}: missing {p.name} (expected {WEIGHTS} + {CONFIG})")
-    meta = json.loads(cfg_path.read_text())
+    """-> (state dict, config.json contents). Checks kind and the weights' hash. `directory` may be
+    a URI (the weights are then read into memory once, hashed and loaded from the same bytes)."""
+    remote = is_uri(directory)
+    directory = directory if remote else Path(directory)
+    weights, cfg_path = join(directory, WEIGHTS), join(directory, CONFIG)
+    for p, name in ((weights, WEIGHTS), (cfg_path, CONFIG)):
+        if not exists(p):
+            raise CheckpointError(f"{directory}: missing {name} (expected {WEIGHTS} + {CONFIG})")
+    meta = json.loads(read_bytes(cfg_path))
     if kind is not None and meta.get("kind") != kind:
         raise CheckpointError(f"{directory} holds a {meta.get('kind')!r} model, expected {kind!r}")
-    if verify and meta.get("sha256") and file_sha256(weights) != meta["sha256"]:
+    blob = read_bytes(weights) if remote else None
+    if verify and meta.get("sha256") and \
+            (hashlib.sha256(blob).hexdigest() if remote else file_sha256(weights)) != meta["sha256"]:
         raise CheckpointError(f"{weights}: sha256 differs from {CONFIG} (corrupt or modified file)")
     try:
-        state = load_file(str(weights))
+        state = safetensors_load(blob) if remote else load_file(str(weights))
     except Exception as e:  # safetensors raises its own error types
         raise CheckpointError(f"{weights}: not a readable safetensors file ({e})") from e
     return state, meta

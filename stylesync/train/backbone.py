@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import logging
 import os
 import tempfile
@@ -25,11 +26,11 @@ from .. import tracking
 from ..config import Params, anchored, config_hash, from_dict, to_dict
 from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
 from ..faults import maybe_fail
-from ..io import write_json
+from ..io import atomic_write_bytes, join, local_dir, ray_storage, write_json
 from ..models.discriminator import Discriminator
 from ..models.generator import StyleSyncGenerator
 from .build import build_discriminator, load_syncnet, load_vgg, mask_tensor
-from .checkpointing import load_training_state, save_training_state
+from .checkpointing import load_latest_intact, load_training_state, older_ray_checkpoints, save_training_state
 from .step import StepModules, make_optimizers, train_step, unwrap
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 # settings that do not change what is learned: a rerun with other values resumes the same run
 _SCHEDULE_ONLY = ("steps", "checkpoint_every", "keep_checkpoints", "max_failures", "log_every", "image_every",
-                  "val_clips", "cpus_per_worker")
+                  "val_clips", "cpus_per_worker", "nan_policy")  # nan_policy: a stopped run resumes with "skip"
 
 
 def run_name(params: Params) -> str:
@@ -81,15 +82,15 @@ def backbone_loop(config: dict) -> None:
     G = StyleSyncGenerator(params.model.generator).to(device)
     D = build_discriminator(params).to(device)
     g_ema = copy.deepcopy(G).eval().requires_grad_(False)
-    syncnet = load_syncnet(Path(params.paths.models) / "syncnet", device) if tc.loss.sync else None
+    syncnet = load_syncnet(join(params.paths.models, "syncnet"), device) if tc.loss.sync else None
     vgg, vgg_status = load_vgg(params, tc.loss.vgg_layers)
     vgg = vgg.to(device) if vgg is not None else None
     opt_g, opt_d = make_optimizers(G.parameters(), D.parameters(), tc.optim, tc.loss.d_reg_every)
     step, extra = 0, {}
     ckpt = ray.train.get_checkpoint()
-    if ckpt:
-        with ckpt.as_directory() as d:
-            step, extra = load_training_state(d, {"G": G, "D": D, "g_ema": g_ema}, {"opt_g": opt_g, "opt_d": opt_d})
+    if ckpt:  # the newest checkpoint; an older one kept by Ray Train if it fails its manifest
+        candidates = itertools.chain([ckpt], _lazy(older_ray_checkpoints, ckpt))  # older: listed only if needed
+        step, extra, _ = load_latest_intact(candidates, {"G": G, "D": D, "g_ema": g_ema}, {"opt_g": opt_g, "opt_d": opt_d})
         log.info("rank %d resumes at step %d", rank, step)
     # channels_last applies to activations (the step converts inputs; modulated conv weights are 5-D)
     cl = tc.channels_last == "on" or (tc.channels_last == "auto" and device.type == "cuda")
@@ -99,6 +100,7 @@ def backbone_loop(config: dict) -> None:
         Gw, Dw = torch.compile(Gw), torch.compile(Dw)
     mask = mask_tensor(params.model.generator.size, params.face.mask, device)
     m = StepModules(Gw, Dw, opt_g, opt_d, mask, syncnet, vgg, g_ema, amp_dtype(params, device), cl)
+    m.extra["nonfinite_skipped"] = extra.get("nonfinite_skipped", 0)  # train.nan_policy: skip
     loader = make_loader(training_pipeline(shard_urls(params.paths.shards, "train"), tc.loader,
                                            params.model.generator.size, seed=params.seed, skip_batches=step),
                          tc.loader.workers)
@@ -118,13 +120,14 @@ def backbone_loop(config: dict) -> None:
         if step >= tc.steps and rank == 0:  # already trained this far: hand the checkpoint back as is
             tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
             save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema}, {"opt_g": opt_g, "opt_d": opt_d},
-                                step, {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status})
+                                step, {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status,
+                                       "nonfinite_skipped": m.extra["nonfinite_skipped"]})
             ray.train.report({"step": step}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         elif step >= tc.steps:
             ray.train.report({"step": step})
         while step < tc.steps:
             batch = {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in next(it).items()}
-            logs = train_step(m, batch, step, tc.loss, tc.optim)
+            logs = train_step(m, batch, step, tc.loss, tc.optim, nan_policy=tc.nan_policy)
             step += 1
             maybe_fail("train", step)
             if step % tc.log_every == 0 or step == tc.steps:
@@ -148,10 +151,16 @@ def backbone_loop(config: dict) -> None:
                     tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
                     save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema},
                                         {"opt_g": opt_g, "opt_d": opt_d}, step,
-                                        {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status})
+                                        {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status,
+                                         "nonfinite_skipped": m.extra["nonfinite_skipped"]})
                     ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
                 else:
                     ray.train.report(report)
+
+
+def _lazy(fn, *args):
+    """Yield from fn(*args), called only when the first item is asked for."""
+    yield from fn(*args)
 
 
 class _null:
@@ -172,7 +181,7 @@ def fit(params: Params):
 
     tc = params.train
     name = run_name(params)
-    storage = Path(params.paths.runs).resolve()
+    storage, storage_fs = ray_storage(params.paths.runs)  # a local path, or a URI's filesystem
     with ray_session(params.ray):
         import ray
 
@@ -182,7 +191,7 @@ def fit(params: Params):
             train_loop_config={"params": to_dict(anchored(params)), "run_name": name},  # workers run elsewhere
             scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
                                          resources_per_worker={"CPU": cpus, **({"GPU": 1} if tc.use_gpu else {})}),
-            run_config=RunConfig(name=name, storage_path=str(storage),
+            run_config=RunConfig(name=name, storage_path=storage, storage_filesystem=storage_fs,
                                  failure_config=FailureConfig(max_failures=tc.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints)),
         )
@@ -197,10 +206,10 @@ def export(params: Params, checkpoint_dir: str | Path) -> dict:
     g_ema = copy.deepcopy(G)
     D = Discriminator(params.model.discriminator)
     step, extra = load_training_state(checkpoint_dir, {"G": G, "D": D, "g_ema": g_ema}, {}, restore_rng=False)
-    out = Path(params.paths.models) / "backbone"
-    save_generator(out / "generator", g_ema, params.face, {"step": step, "mlflow_run_id": extra.get("mlflow_run"),
+    out = join(params.paths.models, "backbone")
+    save_generator(join(out, "generator"), g_ema, params.face, {"step": step, "mlflow_run_id": extra.get("mlflow_run"),
                                                            "perceptual": extra.get("perceptual")})
-    save_discriminator(out / "discriminator", D)
+    save_discriminator(join(out, "discriminator"), D)
     return {**extra, "step": step}
 
 
@@ -215,8 +224,8 @@ def train_backbone(params: Params) -> dict:
     from .build import load_generator
 
     device = torch.device("cpu")
-    G, face, _ = load_generator(Path(params.paths.models) / "backbone" / "generator", device)
-    syncnet = load_syncnet(Path(params.paths.models) / "syncnet", device)
+    G, face, _ = load_generator(join(params.paths.models, "backbone", "generator"), device)
+    syncnet = load_syncnet(join(params.paths.models, "syncnet"), device)
     mask = mask_tensor(G.size, face.mask, device)
     check, clips = demo_check(G, syncnet, shard_urls(params.paths.shards, "test"), mask, params.train.val_clips,
                               params.seed)
@@ -224,10 +233,11 @@ def train_backbone(params: Params) -> dict:
     final = history[-1] if history else {}
     metrics = {"steps": extra["step"], "wall_s": round(time.time() - t0, 1), "perceptual": extra.get("perceptual"),
                "mlflow_run_id": extra.get("mlflow_run"), "run_name": run_name(params),
+               "nonfinite_skipped": extra.get("nonfinite_skipped", 0),
                "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check}
     write_json(Path(params.paths.metrics) / "train.json", metrics)
     _write_plots(params, history)
-    (Path(params.paths.models) / "backbone" / "mlflow_run_id.txt").write_text(f"{extra.get('mlflow_run')}\n")
+    atomic_write_bytes(join(params.paths.models, "backbone", "mlflow_run_id.txt"), f"{extra.get('mlflow_run')}\n".encode())
     if params.tracking.enabled and extra.get("mlflow_run"):
         _log_final(params, extra["mlflow_run"], check, clips)
     return metrics
@@ -258,7 +268,8 @@ def _log_final(params: Params, run_id: str, check: dict, clips: list) -> None:
                 video = Path(d) / "validation.mp4"
                 write_video(video, (side * 255).round().astype(np.uint8), 25.0, audio.astype(np.float32) / 32767)
                 mlflow.log_artifact(str(video), artifact_path="validation")
-        mlflow.log_artifacts(str(Path(params.paths.models) / "backbone"), artifact_path="model")
+        with local_dir(join(params.paths.models, "backbone")) as d:  # a download when models are on a URI
+            mlflow.log_artifacts(str(d), artifact_path="model")
         version = tracking.register(run_id, "model", f"{params.tracking.experiment_prefix}-backbone", alias="current")
         log.info("registered %s-backbone version %s (alias current)", params.tracking.experiment_prefix, version)
 

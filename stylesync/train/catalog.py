@@ -21,8 +21,8 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..config import Params, anchored, from_dict, to_dict
-from ..io import atomic_write_bytes, write_json
-from .personalize import CatalogEntry, personalize_identity
+from ..io import atomic_write_bytes, is_uri, join, makedirs, open_file, read_parquet, write_json
+from .personalize import CatalogEntry, output_dir, personalize_identity
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ CATALOG_SCHEMA = pa.schema([
 def default_catalog(params: Params) -> list[CatalogEntry]:
     """The test identities of the shards: the first `train_clips` clips are the person's data,
     the rest are held out."""
-    rows = pq.read_table(Path(params.paths.shards) / "index.parquet").to_pylist()
+    rows = read_parquet(join(params.paths.shards, "index.parquet")).to_pylist()
     by_id: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         if r["split"] == "test":
@@ -49,7 +49,11 @@ def default_catalog(params: Params) -> list[CatalogEntry]:
 def read_catalog_file(path: str, params: Params) -> list[CatalogEntry]:
     """A parquet/csv table: `identity`, optional `clips` (list or ';'-separated), `held_out`, `seconds`,
     `time_limit_s`. Missing `clips`: the identity's first `train_clips` clips in the shards."""
-    table = pq.read_table(path) if path.endswith(".parquet") else pacsv.read_csv(path)
+    if path.endswith(".parquet"):
+        table = read_parquet(path)
+    else:
+        with open_file(path, "rb") as f:
+            table = pacsv.read_csv(f)
     defaults = {e.identity: e for e in default_catalog(params)}
     out = []
     for r in table.to_pylist():
@@ -86,11 +90,36 @@ def _identity_task(params_dict: dict, entry: CatalogEntry, parent_run_id: Option
         return {"identity": entry.identity, "status": "failed", "reason": f"{type(e).__name__}: {e}"}
 
 
-def _failure_reason(e: Exception) -> str:
+def folder_clashes(params: Params, entries: list[CatalogEntry]) -> dict[str, str]:
+    """identity -> reason, for identities listed twice or whose output folders coincide (names are
+    made path-safe, so `a/b` and `a_b` both map to `a_b`): one would overwrite the other."""
+    by_dir: dict[str, list[str]] = defaultdict(list)
+    for e in entries:
+        try:
+            by_dir[str(output_dir(params, e.identity))].append(e.identity)
+        except ValueError:
+            continue  # no path-safe name at all: the task itself records that failure
+    return {i: f"identity folder clash: {', '.join(repr(x) for x in ids)} all map to {d}"
+            for d, ids in by_dir.items() if len(ids) > 1 for i in ids}
+
+
+def _local_identity(params_dict: dict, entry: CatalogEntry, parent_run_id: Optional[str]) -> dict:
+    """In-process executor: a failure that the task re-raises (out of memory) is recorded too."""
+    try:
+        return _identity_task(params_dict, entry, parent_run_id)
+    except Exception as e:  # MemoryError and torch.OutOfMemoryError included
+        return {"identity": entry.identity, "status": "failed", "reason": _failure_reason(e)}
+
+
+def _failure_reason(e: BaseException) -> str:
     import ray.exceptions as rex
 
-    if isinstance(e, rex.OutOfMemoryError) or "out of memory" in str(e).lower():
+    if isinstance(e, rex.OutOfMemoryError):  # Ray's memory monitor killed the worker
         return f"out of memory: {str(e).splitlines()[0][:300]}"
+    inner = getattr(e, "cause", None) or e  # a RayTaskError wraps the task's own exception
+    if isinstance(inner, MemoryError) or "out of memory" in str(inner).lower():
+        lines = str(inner).strip().splitlines()
+        return f"out of memory: {type(inner).__name__}: {lines[0][:300] if lines else ''}"
     if isinstance(e, rex.TaskCancelledError):
         return "cancelled"
     if isinstance(e, (rex.WorkerCrashedError, rex.NodeDiedError)):
@@ -147,21 +176,25 @@ def run_catalog(params: Params, executor: str = "ray") -> dict:
     entries = load_catalog(params)
     if not entries:
         raise ValueError("the personalization catalog is empty (no test identities in the shards?)")
-    out_root = Path(params.paths.models) / "personal"
-    out_root.mkdir(parents=True, exist_ok=True)
+    out_root = join(params.paths.models, "personal")  # a local path or a URI
+    makedirs(out_root)
     with tracking.run(params.tracking, "personalize", "catalog", system_metrics=False) as parent:
         parent_id = parent.info.run_id if parent is not None else None
+        clashes = folder_clashes(params, entries)  # two identities, one folder: neither runs
+        runnable = [e for e in entries if e.identity not in clashes]
         if executor == "ray":
-            results = _run_ray(params, entries, parent_id)
+            results = _run_ray(params, runnable, parent_id) if runnable else []
         else:
-            results = [_identity_task(to_dict(params), e, parent_id) for e in entries]
+            results = [_local_identity(to_dict(params), e, parent_id) for e in runnable]
+        results += [{"identity": i, "status": "failed", "reason": r} for i, r in clashes.items()]
         order = {e.identity: i for i, e in enumerate(entries)}
         results.sort(key=lambda r: order[r["identity"]])
         table = pa.Table.from_pylist([{k: r.get(k) for k in CATALOG_SCHEMA.names} for r in results],
                                      schema=CATALOG_SCHEMA)
         buf = pa.BufferOutputStream()
         pq.write_table(table, buf)
-        atomic_write_bytes(out_root / "catalog.parquet", buf.getvalue().to_pybytes())
+        catalog_bytes = buf.getvalue().to_pybytes()
+        atomic_write_bytes(join(out_root, "catalog.parquet"), catalog_bytes)
         metrics = summarize(results, time.time() - t0)
         write_json(Path(params.paths.metrics) / "personalize.json", metrics)
         if parent is not None:
@@ -170,7 +203,14 @@ def run_catalog(params: Params, executor: str = "ray") -> dict:
             mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             for k, v in (metrics.get("ours_g_vs_p") or {}).items():
                 mlflow.log_metric(f"ours_g_vs_p/{k}", v)
-            mlflow.log_artifact(str(out_root / "catalog.parquet"))
+            if is_uri(out_root):
+                import tempfile
+
+                with tempfile.TemporaryDirectory() as d:
+                    (Path(d) / "catalog.parquet").write_bytes(catalog_bytes)
+                    mlflow.log_artifact(str(Path(d) / "catalog.parquet"))
+            else:
+                mlflow.log_artifact(join(out_root, "catalog.parquet"))
     return metrics
 
 

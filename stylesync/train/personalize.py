@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from ..config import Params, config_hash
@@ -26,7 +25,7 @@ from ..data.loader import iter_clips, make_loader, seed_everything, training_pip
 from ..data.sample import npy_load
 from ..eval.protocol import generate, mean_scores, mouth_scores, prepare_clip
 from ..faults import maybe_fail
-from ..io import child_path
+from ..io import child_path, exists, is_uri, join, local_dir, read_parquet, size
 from ..models.checkpoint import file_sha256, load_into, read_model, save_model
 from ..models.delta import pack_delta, packed_bytes, unpack_delta
 from ..models.generator import StyleSyncGenerator, effective_scales
@@ -50,16 +49,18 @@ class CatalogEntry:
     time_limit_s: Optional[float] = None  # overrides personalize.time_limit_s for this identity
 
 
-def backbone_dir(params: Params) -> Path:
-    return Path(params.paths.models) / "backbone"
+def backbone_dir(params: Params) -> Path | str:
+    """models/backbone (a URI string when paths.models is a URI)."""
+    d = join(params.paths.models, "backbone")
+    return d if is_uri(d) else Path(d)
 
 
 def backbone_hash(params: Params) -> str:
-    return file_sha256(backbone_dir(params) / "generator" / "model.safetensors")
+    return file_sha256(join(backbone_dir(params), "generator", "model.safetensors"))
 
 
-def output_dir(params: Params, identity: str) -> Path:
-    return child_path(Path(params.paths.models) / "personal", identity)
+def output_dir(params: Params, identity: str) -> Path | str:
+    return child_path(join(params.paths.models, "personal"), identity)
 
 
 def fingerprint(params: Params, entry: CatalogEntry) -> str:
@@ -87,7 +88,7 @@ def _merge(a: dict, b: dict) -> dict:
 
 def _held_out(params: Params, entry: CatalogEntry, rows: list[dict]) -> list[tuple]:
     by_id = {r["clip_id"]: r for r in rows}
-    shards = sorted({str(Path(params.paths.shards) / by_id[c]["shard"]) for c in entry.held_out if c in by_id})
+    shards = sorted({join(params.paths.shards, by_id[c]["shard"]) for c in entry.held_out if c in by_id})
     keep = set(entry.held_out[: params.personalize.eval_clips])
     if not shards:  # nothing held out: the identity is personalized but not scored
         return []
@@ -97,8 +98,8 @@ def _held_out(params: Params, entry: CatalogEntry, rows: list[dict]) -> list[tup
 # ------------------------------------------------------------------------------ one identity
 def load_personal(params_or_backbone, personal: str | Path, device: torch.device | str = "cpu") -> StyleSyncGenerator:
     """Backbone generator + a personal delta (refused if made from another backbone)."""
-    bdir = backbone_dir(params_or_backbone) if isinstance(params_or_backbone, Params) else Path(params_or_backbone)
-    G, _, _ = load_generator(bdir / "generator", device)
+    bdir = backbone_dir(params_or_backbone) if isinstance(params_or_backbone, Params) else params_or_backbone
+    G, _, _ = load_generator(join(bdir, "generator"), device)
     return apply_personal(G, bdir, personal, device)
 
 
@@ -106,7 +107,7 @@ def apply_personal(G: StyleSyncGenerator, backbone: str | Path, personal: str | 
                    device: torch.device | str = "cpu") -> StyleSyncGenerator:
     """Put a personal delta onto the loaded generator of `backbone` (refused if made from another)."""
     state, meta = read_model(personal, kind=KIND)
-    actual = file_sha256(Path(backbone) / "generator" / "model.safetensors")
+    actual = file_sha256(join(backbone, "generator", "model.safetensors"))
     if meta["backbone_sha256"] != actual:
         raise PersonalizeError(f"{personal} was trained from backbone {meta['backbone_sha256'][:12]}, "
                                f"but {backbone} is {actual[:12]}")
@@ -125,7 +126,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
     limit = entry.time_limit_s if entry.time_limit_s is not None else pc.time_limit_s
     out = output_dir(params, entry.identity)
     fp = fingerprint(params, entry)
-    if (out / "config.json").exists():
+    if exists(join(out, "config.json")):
         try:
             _, meta = read_model(out, kind=KIND)
             if meta.get("fingerprint") == fp:
@@ -134,7 +135,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
             pass
     seed_everything(params.seed)
     device = torch.device("cpu")
-    base, face, _ = load_generator(backbone_dir(params) / "generator", device)
+    base, face, _ = load_generator(join(backbone_dir(params), "generator"), device)
     G = copy.deepcopy(base)
     G.use_delta_w = pc.use_delta_w
     G.requires_grad_(False)  # E_a, E_face and the base weights stay fixed
@@ -142,24 +143,24 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
     trainable = list(dp.parameters()) + (list(G.mlp_dw.parameters()) if pc.use_delta_w else [])
     for p in trainable:
         p.requires_grad_(True)
-    D = load_discriminator(backbone_dir(params) / "discriminator").to(device)
-    syncnet = load_syncnet(Path(params.paths.models) / "syncnet", device) if pc.loss.sync else None
+    D = load_discriminator(join(backbone_dir(params), "discriminator")).to(device)
+    syncnet = load_syncnet(join(params.paths.models, "syncnet"), device) if pc.loss.sync else None
     vgg, vgg_status = load_vgg(params, pc.loss.vgg_layers)
     opt_g = torch.optim.Adam(trainable, lr=pc.lr, betas=(0.9, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=pc.lr_d, betas=(0.0, 0.99))
     mask = mask_tensor(G.size, face.mask, device)
     m = StepModules(G, D, opt_g, opt_d, mask, syncnet, vgg)
 
-    index = pq.read_table(Path(params.paths.shards) / "index.parquet").to_pylist()
+    index = read_parquet(join(params.paths.shards, "index.parquet")).to_pylist()
     frames_of = {r["clip_id"]: r["n_frames"] for r in index}
     missing = [c for c in entry.clips if c not in frames_of]
     if missing or not entry.clips:
         raise PersonalizeError(f"no usable data: clips not in the shards: {missing[:5] or 'none given'}")
     limits = frame_limits(frames_of, entry.clips, entry.seconds)
     n_frames = sum(limits.get(c, frames_of[c]) for c in entry.clips)
-    shard_of = {r["clip_id"]: str(Path(params.paths.shards) / r["shard"]) for r in index}
+    shard_of = {r["clip_id"]: join(params.paths.shards, r["shard"]) for r in index}
     personal_urls = sorted({shard_of[c] for c in entry.clips})
-    general_urls = sorted({str(Path(params.paths.shards) / r["shard"]) for r in index if r["split"] == "train"})
+    general_urls = sorted({join(params.paths.shards, r["shard"]) for r in index if r["split"] == "train"})
     bs = pc.loader.batch_size
     n_personal = max(1, int(round(bs * pc.personal_fraction)))
     steps = max(1, math.ceil(pc.epochs * n_frames / (n_personal * pc.loader.window)))
@@ -181,7 +182,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
         batch = next(personal)
         if general is not None:
             batch = _merge(batch, next(general))
-        logs = train_step(m, batch, step, pc.loss, params.train.optim, penalty)
+        logs = train_step(m, batch, step, pc.loss, params.train.optim, penalty, nan_policy=params.train.nan_policy)
         maybe_fail(f"personalize:{entry.identity}", step + 1)
         if not all(math.isfinite(v) for v in logs.values()):
             raise PersonalizeError(f"non-finite loss at step {step}: {logs}")
@@ -217,7 +218,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
                {"identity": entry.identity, "backbone_sha256": backbone_hash(params), "fingerprint": fp,
                 "data": asdict(entry) | {"frame_limits": limits, "frames": n_frames}, "perceptual": vgg_status,
                 "result": result, "per_clip": per_clip})
-    result["delta_file_bytes"] = (out / "model.safetensors").stat().st_size
+    result["delta_file_bytes"] = size(join(out, "model.safetensors"))
     result["mlflow_run_id"] = _track(params, entry, history, result, parent_run_id, grid)
     return {"identity": entry.identity, "status": "ok", "reason": "", **result}
 
@@ -257,8 +258,8 @@ def _track(params: Params, entry: CatalogEntry, history: list, result: dict, par
         mlflow.log_metrics({k: v for k, v in result.items() if isinstance(v, (int, float)) and v is not None})
         if grid is not None:
             mlflow.log_image(grid, key="before_after", step=0)
-        out = output_dir(params, entry.identity)
-        mlflow.log_artifacts(str(out), artifact_path="personal")
+        with local_dir(output_dir(params, entry.identity)) as out:  # a download when models are on a URI
+            mlflow.log_artifacts(str(out), artifact_path="personal")
         alias = safe_name(entry.identity).replace(".", "_")
         if alias.lower() != "latest" and not (alias[0] in "vV" and alias[1:].isdigit()):
             tracking.register(run.info.run_id, "personal", f"{params.tracking.experiment_prefix}-personal",

@@ -7,10 +7,18 @@
     EMA of G.
 What the G step trains is whatever `opt_g` holds: all of G for the backbone; MLP_dw and Delta P for
 personalization (E_a and E_face frozen there).
+
+Non-finite losses (`nan_policy`, train.nan_policy): every loss term is checked before its update
+(across DDP ranks, so that all ranks take the same decision). "stop" raises `NonFiniteLossError`
+naming the step and the term(s); "skip" drops the update (G: the whole step, nothing changes; D: the
+D/R1 update only) and counts it in `StepModules.extra["nonfinite_skipped"]`, logged as
+`nonfinite_skipped` (cumulative).
 """
 from __future__ import annotations
 
 import contextlib
+import logging
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -18,7 +26,49 @@ import torch
 from torch import nn
 
 from ..config import LossConfig, OptimConfig
+from ..faults import nan_fault
 from .losses import d_logistic_loss, g_nonsaturating_loss, perceptual_loss, r1_penalty, sync_loss
+
+log = logging.getLogger(__name__)
+
+
+NAN_POLICIES = ("stop", "skip")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN/inf (train.nan_policy: stop)."""
+
+
+def _bad_terms(terms: dict[str, float]) -> list[str]:
+    return [k for k, v in terms.items() if not math.isfinite(v)]
+
+
+def _any_rank(bad: bool, device: torch.device) -> bool:
+    """True if `bad` on any DDP rank (every rank must skip or stop together)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return bad
+    flag = torch.tensor([1.0 if bad else 0.0], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item() > 0)
+
+
+def _nonfinite(m: "StepModules", terms: dict[str, float], step: int, phase: str, policy: str,
+               device: torch.device) -> bool:
+    """Apply the policy to this update's loss terms. True = skip the update."""
+    bad = _bad_terms(terms)
+    if not _any_rank(bool(bad), device):
+        return False
+    shown = ", ".join(f"{k}={v}" for k, v in terms.items())
+    where = f"non-finite {phase} loss at step {step}: " + (
+        f"term(s) {', '.join(bad)} ({shown})" if bad else "on another DDP rank")
+    if policy == "skip":
+        m.extra["nonfinite_skipped"] = m.extra.get("nonfinite_skipped", 0) + 1
+        log.warning("%s: update skipped (train.nan_policy: skip; %d skipped so far)", where,
+                    m.extra["nonfinite_skipped"])
+        return True
+    raise NonFiniteLossError(f"{where} (train.nan_policy: stop; set it to 'skip' to drop such steps)")
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -76,6 +126,15 @@ def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
+def ema_decay_at(optim: OptimConfig, step: int) -> float:
+    """The EMA decay of update `step` (0-based): `ema_decay`, or with `ema_rampup` = r the smaller of
+    it and the decay whose half-life is r x the updates so far (StyleGAN2-ADA's ramp-up), so that
+    the EMA of a short run does not keep a share of the random initialisation."""
+    if not optim.ema_rampup:
+        return optim.ema_decay
+    return min(optim.ema_decay, 0.5 ** (1.0 / (optim.ema_rampup * (step + 1))))
+
+
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """ema <- decay * ema + (1 - decay) * model, on parameters (buffers are copied)."""
@@ -86,9 +145,12 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: OptimConfig,
-               penalty: Optional[Callable[[dict], torch.Tensor]] = None) -> dict[str, float]:
+               penalty: Optional[Callable[[dict], torch.Tensor]] = None, nan_policy: str = "stop") -> dict[str, float]:
     """One G step, then one D step on the same (detached) fakes (+ lazy R1), then the EMA.
-    One generator forward per step. `batch` tensors are already on the device."""
+    One generator forward per step. `batch` tensors are already on the device. Non-finite losses:
+    see `nan_policy` in the module docstring."""
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     device = batch["target"].device
     real = _cl(batch["target"].flatten(0, 1), m.channels_last)  # (B*T, 3, S, S)
     logs: dict[str, float] = {}
@@ -101,6 +163,8 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
         flat = fake.flatten(0, 1).float()  # (B*T, 3, S, S)
         g_adv = g_nonsaturating_loss(m.D(_cl(flat, m.channels_last)).float())
         l1 = (flat - real).abs().mean()
+        if nan_fault("loss", step):  # fault injection: a NaN in the reconstruction term
+            l1 = l1 * float("nan")
         total = loss.lambda_adv * g_adv + loss.lambda_rec * l1
         logs.update(g_adv=g_adv.item(), l1=l1.item())
         if m.vgg is not None and loss.lambda_vgg > 0:
@@ -115,6 +179,8 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
             p = penalty({"delta_w": delta_w})
             total = total + p
             logs["penalty"] = p.item()
+    if _nonfinite(m, {**logs, "g_total": total.item()}, step, "G", nan_policy, device):
+        return {"nonfinite_skipped": float(m.extra["nonfinite_skipped"])}  # nothing updated (G, D, EMA)
     m.opt_g.zero_grad(set_to_none=True)
     total.backward()
     if optim.grad_clip:
@@ -129,6 +195,12 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
         fake_pred = m.D(_cl(flat.detach(), m.channels_last))
         real_pred = m.D(real)
         d_loss = d_logistic_loss(real_pred.float(), fake_pred.float())
+    d_skip = _nonfinite(m, {"d_loss": d_loss.item()}, step, "D", nan_policy, device)
+    if d_skip:
+        logs["nonfinite_skipped"] = float(m.extra["nonfinite_skipped"])
+        if m.g_ema is not None and optim.ema_decay > 0:
+            ema_update(m.g_ema, unwrap(m.G), ema_decay_at(optim, step))  # G was updated: its EMA follows
+        return logs
     m.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     if optim.grad_clip:
@@ -140,11 +212,14 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
         real_r1 = real.detach().requires_grad_(True)
         pred = m.D(real_r1)  # fp32: the gradient penalty needs the precision
         r1 = r1_penalty(pred, real_r1)
-        m.opt_d.zero_grad(set_to_none=True)
-        (loss.r1 / 2 * r1 * loss.d_reg_every + 0 * pred[0, 0]).backward()
-        m.opt_d.step()
-        logs["r1"] = r1.item()
+        if not _nonfinite(m, {"r1": r1.item()}, step, "R1", nan_policy, device):
+            m.opt_d.zero_grad(set_to_none=True)
+            (loss.r1 / 2 * r1 * loss.d_reg_every + 0 * pred[0, 0]).backward()
+            m.opt_d.step()
+            logs["r1"] = r1.item()
 
     if m.g_ema is not None and optim.ema_decay > 0:
-        ema_update(m.g_ema, unwrap(m.G), optim.ema_decay)
+        ema_update(m.g_ema, unwrap(m.G), ema_decay_at(optim, step))
+    if nan_policy == "skip":
+        logs["nonfinite_skipped"] = float(m.extra.get("nonfinite_skipped", 0))
     return logs

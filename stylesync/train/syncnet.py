@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import itertools
 import logging
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from .. import tracking
 from ..config import Params, config_hash
 from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
-from ..io import atomic_dir, write_json
+from ..io import atomic_dir, dir_complete, exists, glob, join, local_dir, remove, write_json
 from ..models.syncnet import ExpertSyncNet
 from .build import load_syncnet, save_syncnet
 from .checkpointing import load_training_state, save_training_state
@@ -66,8 +65,14 @@ def evaluate(net: ExpertSyncNet, batches: list[dict], device) -> dict:
     return {"loss": sum(losses) / len(losses), "acc": correct / n}
 
 
-def _latest(run_dir: Path) -> Path | None:
-    ckpts = sorted(run_dir.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+def _checkpoints(run_dir: str) -> list[str]:
+    """Finished checkpoint directories of a run (local path or URI), oldest first."""
+    found = [p for p in glob(run_dir, "step-*") if p.rstrip("/").rsplit("-", 1)[-1].isdigit()]
+    return sorted((p for p in found if dir_complete(p)), key=lambda p: int(p.rstrip("/").rsplit("-", 1)[-1]))
+
+
+def _latest(run_dir: str) -> str | None:
+    ckpts = _checkpoints(run_dir)
     return ckpts[-1] if ckpts else None
 
 
@@ -76,13 +81,14 @@ def train_syncnet(params: Params) -> dict:
     device = resolve_device(params.device)
     seed_everything(params.seed)
     learned = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "eval_every", "eval_batches", "checkpoint_every", "keep")}
-    run_dir = Path(params.paths.runs) / f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}"
+    run_dir = join(params.paths.runs, f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}")
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history, mlflow_run = 0, [], None
     latest = _latest(run_dir)
     if latest is not None:
-        step, extra = load_training_state(latest, {"syncnet": net}, {"adam": opt})
+        with local_dir(latest) as d:  # a download when runs are on a URI
+            step, extra = load_training_state(d, {"syncnet": net}, {"adam": opt})
         history, mlflow_run = extra.get("history", []), extra.get("mlflow_run")
         log.info("resuming the expert SyncNet from %s (step %d)", latest, step)
     shards = params.paths.shards
@@ -121,26 +127,27 @@ def train_syncnet(params: Params) -> dict:
                 if active is not None:
                     mlflow.log_metrics({k: v for k, v in rec.items() if k != "step"}, step=step)
                 if ev["loss"] <= min(h["val_loss"] for h in history):
-                    save_syncnet(run_dir / "best", net, {"step": step})  # atomic; survives a restart
+                    save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                with atomic_dir(run_dir / f"step-{step:08d}") as tmp:
+                with atomic_dir(join(run_dir, f"step-{step:08d}")) as tmp:
                     save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
                                         {"history": history, "mlflow_run": mlflow_run})
-                for old in sorted(run_dir.glob("step-*"))[:-2]:
-                    shutil.rmtree(old, ignore_errors=True)
+                for old in _checkpoints(run_dir)[:-2]:
+                    remove(old, recursive=True)
         chosen = history[-1] if history else {}
-        if cfg.keep == "best" and history and (run_dir / "best").exists():
+        if cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
             chosen = min(history, key=lambda h: h["val_loss"])
-            net = load_syncnet(run_dir / "best")
+            net = load_syncnet(join(run_dir, "best"))
         elif cfg.keep == "best" and history:
             log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
                         "weights; delete the run directory to retrain", run_dir)
         elif cfg.keep != "last":
             raise ValueError(f"syncnet_train.keep must be 'best' or 'last', got {cfg.keep!r}")
-        out = Path(params.paths.models) / "syncnet"
+        out = join(params.paths.models, "syncnet")
         save_syncnet(out, net.cpu(), {"mlflow_run_id": mlflow_run, "steps": step, "selected_step": chosen.get("step")})
         if active is not None:
-            mlflow.log_artifacts(str(out), artifact_path="model")
+            with local_dir(out) as d:
+                mlflow.log_artifacts(str(d), artifact_path="model")
     final = history[-1] if history else {}
     metrics = {"steps": step, "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
                "keep": cfg.keep, "selected_step": chosen.get("step"),

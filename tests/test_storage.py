@@ -1,0 +1,258 @@
+"""Storage paths as URIs: the io helpers, shards, the loader, models and training on object storage.
+
+Fast tests use fsspec's memory:// filesystem (one process). The slow test runs the real stages on
+Ray against a moto S3 server on loopback (`s3server.py`) and compares every output with a local run.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+from safetensors.torch import load as load_safetensors
+
+from stylesync import io
+from stylesync.config import LoaderConfig, SourceConfig
+from stylesync.data.build_shards import build_shards
+from stylesync.data.loader import iter_clips, make_loader, shard_urls, training_pipeline
+from stylesync.data.manifest import read_manifest, write_manifest
+from stylesync.data.shards import ShardStore
+from stylesync.models.checkpoint import CheckpointError, read_model
+from stylesync.models.generator import StyleSyncGenerator
+from stylesync.models.syncnet import ExpertSyncNet
+from stylesync.train.build import load_generator, load_syncnet, save_generator, save_syncnet
+
+from conftest import tiny_generator_config
+from test_preprocess import params_for, write_small_manifest
+
+
+def tree_bytes(root: str, pattern: str = "shard-") -> dict[str, bytes]:
+    """relative path -> bytes of every file under root (local or URI) whose name contains `pattern`."""
+    return {rel: io.read_bytes(io.join(root, rel)) for rel in io.find(root) if pattern in rel.rsplit("/", 1)[-1]}
+
+
+@pytest.fixture
+def mem():
+    root = f"memory://stylesync-{uuid.uuid4().hex[:8]}"
+    yield root
+    io.remove(root, recursive=True)
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """A small corpus, its manifest and its shards built locally (the reference)."""
+    tmp = tmp_path_factory.mktemp("storage")
+    p = params_for(tmp)
+    write_small_manifest(tmp, p)
+    build_shards(p, executor="local")
+    return p
+
+
+# ------------------------------------------------------------------------------ helpers
+def test_io_helpers_on_memory(mem, tmp_path):
+    f = io.join(mem, "a", "b.json")
+    assert f == f"{mem}/a/b.json" and io.join(str(tmp_path), "a") == str(tmp_path / "a")
+    io.write_json(f, {"x": 1})
+    assert io.exists(f) and io.read_json(f) == {"x": 1} and io.find(mem) == ["a/b.json"]
+    assert io.glob(mem, "a/*.json") == [f] and io.parent(f) == f"{mem}/a"
+    io.atomic_write_bytes(f, b"new")  # a whole-object PUT replaces the old content
+    assert io.read_bytes(f) == b"new" and io.size(f) == 3
+    # a directory: files, then the marker; replacing it drops files the new version lacks
+    d = io.join(mem, "model")
+    with io.atomic_dir(d) as tmp:
+        (tmp / "config.json").write_text("{}")
+        (tmp / "old.bin").write_bytes(b"1")
+    assert io.dir_complete(d) and io.find(d) == [".complete", "config.json", "old.bin"]
+    with io.atomic_dir(d) as tmp:
+        (tmp / "config.json").write_text('{"v": 2}')
+    assert io.find(d) == [".complete", "config.json"]
+    with io.local_dir(d) as local:
+        assert sorted(p.name for p in local.iterdir()) == ["config.json"]
+    with pytest.raises(RuntimeError), io.atomic_dir(io.join(mem, "failed")) as tmp:
+        (tmp / "x").write_text("x")
+        raise RuntimeError("interrupted")
+    assert not io.exists(io.join(mem, "failed", "x")) and not io.dir_complete(io.join(mem, "failed"))
+    io.remove(io.join(mem, "a"), recursive=True)
+    assert not io.exists(f)
+    # clear errors for protocols whose package is missing or that do not exist
+    with pytest.raises(io.StorageError, match="gcsfs"):
+        io.exists("gs://bucket/x")
+    with pytest.raises(io.StorageError, match="unknown storage protocol"):
+        io.exists("nosuchfs://bucket/x")
+
+
+# ------------------------------------------------------------------------------ shards
+def test_shards_on_memory_are_exactly_once_resumable_and_match_local(local_run, mem, tmp_path, monkeypatch):
+    q = params_for(tmp_path)
+    q.paths.manifest, q.paths.shards = io.join(mem, "manifest.parquet"), io.join(mem, "shards")
+    q.manifest.sources = [SourceConfig("synthetic", str(Path(local_run.paths.manifest).parent / "raw"))]  # data root
+    write_manifest(read_manifest(local_run.paths.manifest), q.paths.manifest)
+    expected = tree_bytes(local_run.paths.shards)
+    # an interrupted run: the process dies right after the first shard is assembled
+    real = ShardStore.assemble
+    calls = []
+
+    class Killed(Exception):
+        pass
+
+    def dying(self, plan):
+        if calls:
+            raise Killed()
+        calls.append(plan.name)
+        return real(self, plan)
+
+    monkeypatch.setattr(ShardStore, "assemble", dying)
+    with pytest.raises(Killed):
+        build_shards(q, executor="local")
+    files = io.find(q.paths.shards)
+    assert [r for r in files if r.endswith(".tar") and not r.startswith(".staging/")] == [f"{calls[0]}.tar"]
+    assert any(r.startswith(".staging/") for r in files)  # staged clips wait for their shard's assembly
+    monkeypatch.setattr(ShardStore, "assemble", real)
+    s = build_shards(q, executor="local")
+    assert s["clips_processed_this_run"] < 7  # the staged clips were not processed again
+    assert tree_bytes(q.paths.shards) == expected  # same names, same bytes as the local run
+    index = io.read_parquet(io.join(q.paths.shards, "index.parquet"))
+    assert index.equals(pq.read_table(Path(local_run.paths.shards) / "index.parquet"))
+    assert len(set(index.column("clip_id").to_pylist())) == index.num_rows
+    assert not any(r.startswith(".staging/") for r in io.find(q.paths.shards))
+    assert build_shards(q, executor="local")["clips_processed_this_run"] == 0
+
+
+def test_shard_plan_change_clears_an_object_store(mem):
+    store = ShardStore(io.join(mem, "shards"))
+    assert store.ensure_plan("a", 2) is False
+    io.atomic_write_bytes(store.path("train/shard-000000.tar"), b"old")
+    io.atomic_write_bytes(store.path(".staging/train/shard-000001/000000.tar"), b"old")
+    assert store.ensure_plan("a", 2) is False and len(io.find(store.root)) == 3
+    assert store.ensure_plan("b", 1) is True
+    assert io.find(store.root) == ["plan.json"] and io.read_json(store.path("plan.json"))["fingerprint"] == "b"
+
+
+def test_loader_reads_shards_from_uris(local_run, mem):
+    for rel, data in tree_bytes(local_run.paths.shards).items():
+        io.atomic_write_bytes(io.join(mem, rel), data)
+    urls = shard_urls(mem, "train")
+    assert urls == [f"{mem}/train/shard-000000.tar", f"{mem}/train/shard-000001.tar"]
+    cfg = LoaderConfig(batch_size=3, windows_per_clip=2, shuffle_buffer=4, workers=0)
+
+    def first_batches(root):
+        loader = make_loader(training_pipeline(shard_urls(root, "train"), cfg, size=32, seed=2, skip_batches=1), 0)
+        return list(itertools.islice(iter(loader), 2))
+
+    for a, b in zip(first_batches(mem), first_batches(local_run.paths.shards)):
+        assert a["clip_id"] == b["clip_id"] and torch.equal(a["target"], b["target"]) and torch.equal(a["mel"], b["mel"])
+    got = [(m["clip_id"], f.shape) for m, f, _ in iter_clips(shard_urls(mem, "test"))]
+    assert got == [(m["clip_id"], f.shape) for m, f, _ in iter_clips(shard_urls(local_run.paths.shards, "test"))]
+    with pytest.raises(FileNotFoundError, match="no shards"):
+        shard_urls(io.join(mem, "nothing"), "train")
+
+
+# ------------------------------------------------------------------------------ models
+def test_models_round_trip_on_memory(mem, tiny_scfg):
+    torch.manual_seed(0)
+    g = StyleSyncGenerator(tiny_generator_config())
+    from stylesync.config import FaceConfig
+
+    d = io.join(mem, "models", "backbone", "generator")
+    assert save_generator(d, g, FaceConfig(), {"step": 3}) == d
+    assert io.find(d) == [".complete", "config.json", "model.safetensors"]
+    back, face, meta = load_generator(d)
+    assert meta["step"] == 3 and face == FaceConfig()
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in g.state_dict().items() if not k.startswith("delta_p."))
+    # the weights are checked against the hash in config.json (written last)
+    w = io.join(d, "model.safetensors")
+    data = bytearray(io.read_bytes(w))
+    data[-10] ^= 0xFF
+    io.atomic_write_bytes(w, bytes(data))
+    with pytest.raises(CheckpointError, match="sha256"):
+        read_model(d)
+    with pytest.raises(CheckpointError, match="missing"):
+        read_model(io.join(mem, "models", "nothing"))
+    net = ExpertSyncNet(tiny_scfg)
+    save_syncnet(io.join(mem, "models", "syncnet"), net)
+    loaded = load_syncnet(io.join(mem, "models", "syncnet"))
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in net.state_dict().items())
+
+
+# ------------------------------------------------------------------------------ S3 (moto), the real stages
+@pytest.fixture
+def s3():
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto")
+    from s3server import moto_s3
+
+    with moto_s3("stylesync-test") as endpoint:
+        yield "s3://stylesync-test"
+
+
+def _tensors(path: str) -> dict[str, torch.Tensor]:
+    return load_safetensors(io.read_bytes(path))
+
+
+@pytest.mark.slow
+def test_pipeline_on_s3_matches_local(s3, tmp_path, monkeypatch):
+    """Raw clips, manifest, shards (Ray Data), runs (Ray Train, expert SyncNet), models and
+    personalization (Ray tasks) on S3; the same stages locally give the same bytes and weights."""
+    import fsspec
+
+    from stylesync.config import ManifestConfig, RayConfig
+    from stylesync.data.manifest import build_manifest
+    from stylesync.ray_session import ray_session
+    from stylesync.train.backbone import run_name, train_backbone
+    from stylesync.train.catalog import run_catalog
+    from stylesync.train.syncnet import train_syncnet
+
+    from test_preprocess import small_corpus
+    from test_train import tiny_params
+
+    monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
+    small_corpus(tmp_path / "raw")
+    fs = fsspec.filesystem("s3")
+    fs.put(str(tmp_path / "raw") + "/", "stylesync-test/raw/", recursive=True)
+    remote = params_for(tmp_path / "remote")
+    remote.paths.manifest, remote.paths.shards = f"{s3}/manifest.parquet", f"{s3}/shards"
+    table = build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", f"{s3}/raw")], workers=2))
+    assert all(p.startswith(f"{s3}/raw/") for p in table.column("path").to_pylist())
+    write_manifest(table, remote.paths.manifest)
+    local = params_for(tmp_path / "local")
+    local.paths.manifest = remote.paths.manifest  # the same manifest (clips on S3), shards on disk
+
+    with ray_session(RayConfig(num_cpus=2)):
+        build_shards(remote, executor="ray")  # Ray workers read the clips from and write shards to S3
+        build_shards(local, executor="local")
+        assert tree_bytes(remote.paths.shards) == tree_bytes(local.paths.shards) != {}
+        assert io.read_parquet(f"{s3}/shards/index.parquet").equals(pq.read_table(Path(local.paths.shards) / "index.parquet"))
+
+        def training(shards: str, out: Path, models: str, runs: str):
+            p = tiny_params(tmp_path, out)  # metrics, plots and MLflow stay local
+            p.paths.shards, p.paths.models, p.paths.runs = shards, models, runs
+            p.personalize.epochs, p.personalize.train_clips, p.personalize.loader.shuffle_buffer = 0.5, 1, 4
+            p.personalize.num_cpus = 1
+            train_syncnet(p)
+            metrics = train_backbone(p)
+            return p, metrics
+
+        rp, rm = training(remote.paths.shards, tmp_path / "r", f"{s3}/models", f"{s3}/runs")
+        lp, lm = training(local.paths.shards, tmp_path / "l", str(tmp_path / "l" / "models"), str(tmp_path / "l" / "runs"))
+        assert rm["steps"] == lm["steps"] == 4
+        objects = set(io.find(s3))
+        assert {"models/syncnet/model.safetensors", "models/backbone/generator/model.safetensors",
+                "models/backbone/discriminator/config.json", "models/backbone/mlflow_run_id.txt"} <= objects
+        assert any(o.startswith(f"runs/{run_name(rp)}/checkpoint_") for o in objects)  # Ray Train storage
+        assert any(o.startswith("runs/syncnet-") and o.endswith("/state.pt") for o in objects)
+        for part in ("syncnet", "backbone/generator", "backbone/discriminator"):
+            a = _tensors(f"{s3}/models/{part}/model.safetensors")
+            b = _tensors(str(tmp_path / "l" / "models" / part / "model.safetensors"))
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+        # personalization: Ray tasks write the personal models to S3
+        pm = run_catalog(rp, executor="ray")
+        assert pm["ok"] >= 1 and pm["failed"] == 0, pm
+        catalog = io.read_parquet(f"{s3}/models/personal/catalog.parquet").to_pylist()
+        for row in catalog:
+            d = f"{s3}/models/personal/{io.safe_name(row['identity'])}"
+            assert io.dir_complete(d) and read_model(d, kind="personal_delta")[1]["identity"] == row["identity"]
+    json.dumps(pm)  # the metrics stay plain data
