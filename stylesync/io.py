@@ -10,6 +10,7 @@ helpers, so that the same code runs on a laptop and on a cluster with object sto
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io as _io
 import json
 import os
@@ -331,6 +332,33 @@ def upload_dir(local: str | os.PathLike, uri: str) -> None:
 def dir_complete(path: str | os.PathLike) -> bool:
     """A directory written by `atomic_dir` in full (local: it exists; URI: its marker exists)."""
     return exists(join(path, COMPLETE)) if is_uri(path) else os.path.isdir(path)
+
+
+@contextlib.contextmanager
+def local_file(path: str | os.PathLike) -> Iterator[str]:
+    """A local path for `path` (a temporary copy for URIs)."""
+    if not is_uri(path):
+        yield str(path)
+        return
+    fs, p = filesystem(path)
+    suffix = Path(p).suffix
+    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    os.close(fd)
+    try:
+        fs.get_file(p, tmp)  # (get() would glob '[', '*', '?' in names)
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file (local path or fsspec URI)."""
+    h = hashlib.sha256()
+    with open_file(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -8,16 +8,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Optional
 
 import av
 import numpy as np
 
-from .io import filesystem, is_uri
+from .io import local_file
 
 log = logging.getLogger(__name__)
 TARGET_FPS = 25.0
@@ -38,24 +37,6 @@ class MediaInfo:
     video_codec: str
     audio_codec: Optional[str]
     audio_rate: Optional[int]
-
-
-@contextlib.contextmanager
-def local_file(path: str | os.PathLike) -> Iterator[str]:
-    """A local path for `path` (a temporary copy for URIs)."""
-    if not is_uri(path):
-        yield str(path)
-        return
-    fs, p = filesystem(path)
-    suffix = Path(p).suffix
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
-    os.close(fd)
-    try:
-        fs.get_file(p, tmp)  # (get() would glob '[', '*', '?' in names)
-        yield tmp
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def probe(path: str | os.PathLike) -> MediaInfo:

@@ -29,7 +29,7 @@ from typing import Iterable, Optional
 import pyarrow as pa
 
 from ..io import (
-    atomic_write_bytes, exists, find, is_uri, join, makedirs, read_bytes, remove, size, write_json, write_parquet,
+    atomic_write_bytes, exists, file_sha256, find, is_uri, join, makedirs, read_bytes, remove, size, write_json, write_parquet,
 )
 
 PLAN_FILE = "plan.json"
@@ -187,11 +187,7 @@ class ShardStore:
         if n != meta["bytes"]:
             return f"{n} bytes, its meta says {meta['bytes']} (truncated or altered)"
         if not is_uri(self.root):
-            h = hashlib.sha256()
-            with open(tar, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            if h.hexdigest() != meta["sha256"]:
+            if file_sha256(tar) != meta["sha256"]:
                 return "sha256 differs from its meta (corrupt or altered bytes)"
         return None
 

@@ -43,7 +43,7 @@ def face_size(landmarks: np.ndarray) -> np.ndarray:
 def load_sidecar(path: str | os.PathLike) -> LandmarkTrack:
     """A `.landmarks.npy` sidecar: (T, 68, 2) for one face or (T, F, 68, 2) for several (NaN-padded).
     The main face of a frame is the largest."""
-    from ..video import local_file
+    from ..io import local_file
 
     with local_file(path) as p:
         arr = np.load(p, allow_pickle=False).astype(np.float32)

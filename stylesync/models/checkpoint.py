@@ -17,7 +17,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import atomic_dir, exists, is_uri, join, open_file, read_bytes
+from ..io import atomic_dir, exists, file_sha256, is_uri, join, read_bytes
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -26,15 +26,6 @@ CONFIG = "config.json"
 
 class CheckpointError(RuntimeError):
     """A weights file that is missing, unsafe, or does not fit the model."""
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (local path or fsspec URI)."""
-    h = hashlib.sha256()
-    with open_file(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_model(directory: str | Path, state: Mapping[str, torch.Tensor], kind: str, config: dict,

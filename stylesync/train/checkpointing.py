@@ -22,7 +22,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..models.checkpoint import CheckpointError, check_state_dict, file_sha256, torch_load_weights
+from ..io import file_sha256
+from ..models.checkpoint import CheckpointError, check_state_dict, torch_load_weights
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from ..data.loader import iter_clips, make_loader, seed_everything, training_pip
 from ..data.sample import npy_load
 from ..eval.protocol import generate, mean_scores, mouth_scores, prepare_clip
 from ..faults import maybe_fail
-from ..io import child_path, exists, is_uri, join, local_dir, read_parquet, size
-from ..models.checkpoint import file_sha256, load_into, read_model, save_model
+from ..io import child_path, exists, file_sha256, is_uri, join, local_dir, read_parquet, size
+from ..models.checkpoint import load_into, read_model, save_model
 from ..models.delta import pack_delta, packed_bytes, unpack_delta
 from ..models.generator import StyleSyncGenerator, effective_scales
 from .build import load_discriminator, load_generator, load_syncnet, load_vgg, mask_tensor
