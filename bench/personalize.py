@@ -93,7 +93,7 @@ def storage_quality_on_demo() -> dict:
                     for k, v in s2.items():
                         P.delta_p.shifts[k].copy_(v)
             scores = []
-            for meta_c, frames, sample in iter_clips([str(x) for x in shard]):
+            for meta_c, frames, sample in iter_clips([str(x) for x in shard], P.size):
                 if meta_c["clip_id"] in clips:
                     clip = prepare_clip(meta_c, frames, npy_load(sample["mel.npy"]).astype(np.float32), P.size, p.seed)
                     scores.append(mouth_scores(generate(P, clip, mask), clip)["mouth_psnr"])

@@ -28,7 +28,7 @@ def _job(job: dict, q) -> None:
     from stylesync.models.syncnet import ExpertSyncNet
     from stylesync.profiles import load_profile
     from stylesync.train.build import mask_tensor
-    from stylesync.train.step import StepModules, make_optimizers, train_step
+    from stylesync.train.step import StepModules, backbone_param_groups, make_optimizers, train_step
 
     torch.manual_seed(0)
     dev = torch.device(job["device"])
@@ -36,7 +36,7 @@ def _job(job: dict, q) -> None:
     g = StyleSyncGenerator(p.model.generator).to(dev)
     d = Discriminator(p.model.discriminator).to(dev)
     s = ExpertSyncNet(p.model.syncnet).to(dev).eval().requires_grad_(False)
-    og, od = make_optimizers(g.parameters(), d.parameters(), p.train.optim, 0)
+    og, od = make_optimizers(backbone_param_groups(g, p.train.optim), d.parameters(), p.train.optim, 0)
     cl = job["channels_last"]
     m = StepModules(torch.compile(g) if job["compile"] else g, torch.compile(d) if job["compile"] else d, og, od,
                     mask_tensor(g.size, p.face.mask, dev), s, None, copy.deepcopy(g),

@@ -37,8 +37,14 @@ class GeneratorConfig:
     # "authors": concat(f_a, f_f) -> EqualLinear(2*d -> d) -> mapping MLP (authors' code);
     # "concat": w = concat(f_a, f_f) as in the paper's text (style width = audio_dim + face_dim).
     style_fusion: str = "authors"
-    # None: Eq. 1 (mask the encoder maps fed to styled convs l > floor(L/2)); k: mask the k
-    # highest-resolution encoder maps (the authors' Paddle port uses 4 at 256).
+    # activation of the authors' fusion EqualLinear(2d -> d): "fused_lrelu" (authors' code) or null (none)
+    fusion_activation: Optional[str] = "fused_lrelu"
+    # Which encoder maps Eq. 1 masks (docs/MODELS.md has the table at 64/128/256):
+    # "relative": the maps fed to styled convs l > floor(L/2) (the paper's text read at any size);
+    # "absolute": the maps of 64 px and above (what that rule gives at the paper's 256: F_64..F_256).
+    # The two agree at 256. mask_n_noise = k overrides both: mask the k highest-resolution maps
+    # (the authors' Paddle port uses 4 at 256).
+    eq1_reading: str = "relative"
     mask_n_noise: Optional[int] = None
     audio_dim: int = 512
     audio_channels: int = 32  # base width of E_a's Wav2Lip tower (32 = the authors'; 16 * this at the top)
@@ -223,6 +229,10 @@ class OptimConfig:
     lr_g: float = 0.002
     lr_d: float = 0.002
     betas: list[float] = field(default_factory=lambda: [0.0, 0.99])
+    # Adam lr of E_a, the audio tower (backbone only). Its convs are plain (Wav2Lip's, not equalized-lr),
+    # so the StyleGAN lr (0.002) moves each weight by ~10% of its scale per step and collapses f_a to a
+    # constant within ~5 steps (measured; BENCHMARKS.md); 1e-4 is Wav2Lip's lr. None = lr_g.
+    lr_audio: Optional[float] = 1e-4
     grad_clip: Optional[float] = None  # max grad norm (None = off)
     ema_decay: float = 0.999  # EMA of G (0 = no EMA)
     ema_rampup: Optional[float] = None  # EMA half-life <= this x the steps so far (StyleGAN2-ADA: 0.05); None = off
@@ -248,6 +258,7 @@ class TrainConfig:
     log_every: int = 10
     image_every: int = 500  # sample grids to MLflow
     val_clips: int = 4  # held-out clips for the demo check and the validation video
+    demo_check_at_checkpoints: bool = True  # the demo check at every checkpoint (plots/demo_check.csv, MLflow)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -278,8 +289,6 @@ class PersonalizeConfig:
     epochs: float = 5.0  # passes over the person's frames (paper: 5)
     personal_fraction: float = 0.5  # share of each batch from the person (paper: 1:1 with general data)
     lambda_p: float = 1.0  # weight of ||Delta W||^2 + ||Delta P||^2 (Eq. 6; the paper: all lambdas but lambda_r are 1)
-    lr: float = 0.0003  # Adam on MLP_dw and Delta P (PTI's generator-tuning rate)
-    lr_d: float = 0.0002
     use_delta_w: bool = True  # false: the paper's "P w/o Delta W" ablation
     delta_dtype: str = "float16"  # storage of Delta P: float32 | float16
     delta_rank: Optional[int] = None  # low-rank (SVD) storage of matrix-shaped Delta P; None = full
@@ -290,6 +299,9 @@ class PersonalizeConfig:
     eval_clips: int = 2  # held-out clips per identity for the G-vs-P comparison
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=4, workers=0))
     loss: LossConfig = field(default_factory=LossConfig)
+    # its own optimizers (train.step.make_optimizers: D gets the lazy-R1 lr/beta scaling); G: Adam on
+    # MLP_dw and Delta P at PTI's generator-tuning rate; the EMA of G is not used here
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_g=0.0003, lr_d=0.0002, ema_decay=0.0))
 
 
 @dataclass

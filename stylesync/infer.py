@@ -31,7 +31,7 @@ from .face.landmarks import LandmarkTrack, load_sidecar, smooth_landmarks
 from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
 from .io import join, parent
-from .video import read_audio, read_video, resample_indices, write_video
+from .video import align_audio, audio_start_offset, read_audio, read_video, resample_indices, write_video
 
 log = logging.getLogger(__name__)
 FPS, SR = 25.0, 16000
@@ -129,6 +129,8 @@ class Lipsyncer:
         template = np.asarray(self.face.template, dtype=np.float64)
         affine = alignment_matrices(lm, template, self.face.crop_size)
         wav = read_audio(audio, SR)
+        if Path(audio) == Path(video):  # one container: honour the streams' start times
+            wav = align_audio(wav, audio_start_offset(video), SR)
         wav = wav[int(round(start * SR)) : None if end is None else int(round(end * SR))] if (start or end) else wav
         if wav.size == 0:
             raise ValueError(f"{audio}: no audio in the selected range")

@@ -96,7 +96,9 @@ def read_video(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                 raise MediaError(f"{path}: no frames")
             frames = vr.get_batch(list(range(n))).asnumpy()
             times = vr.get_frame_timestamp(list(range(n)))[:, 0].astype(np.float64)
-            return frames, times
+            if n == 1 or (np.diff(times) > 0).all():
+                return frames, times
+            log.debug("decord gave non-increasing frame times on %s; trying PyAV", path)
         except MediaError:
             raise
         except Exception as e:
@@ -119,7 +121,11 @@ def _read_video_pyav(p: str, name) -> tuple[np.ndarray, np.ndarray]:
             raise MediaError(f"{name}: cannot decode video ({type(e).__name__}: {e})") from e
     if not frames:
         raise MediaError(f"{name}: no frames")
-    return np.stack(frames), np.asarray(times) - times[0]
+    times = np.asarray(times, dtype=np.float64)
+    order = np.argsort(times, kind="stable")  # decode order -> presentation order (B-frames)
+    times, keep = times[order], np.ones(len(order), bool)
+    keep[1:] = np.diff(times) > 0  # a repeated timestamp keeps its first frame
+    return np.stack([frames[i] for i in order[keep]]), times[keep] - times[0]
 
 
 def read_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
@@ -172,17 +178,48 @@ def _read_audio_pyav(p: str, name, sample_rate: int) -> np.ndarray:
 
 
 def resample_indices(times: np.ndarray, fps: float = TARGET_FPS, duration: Optional[float] = None) -> np.ndarray:
-    """Source frame index for every output frame at exactly `fps` (nearest earlier-or-equal
-    presentation time, as a constant-rate re-timing does). times: (T,) seconds, increasing."""
+    """Source frame index for every output frame at exactly `fps`: the frame whose presentation time
+    is nearest to the output time (ties go to the earlier one). times: (T,) seconds of the frames in
+    presentation order; output time 0 is the first frame's time."""
     times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or not len(times) or not np.isfinite(times).all():
+        raise MediaError(f"frame times must be a finite 1-D array, got shape {times.shape}")
+    if len(times) > 1 and (np.diff(times) <= 0).any():
+        raise MediaError("frame times are not increasing (frames must be in presentation order)")
     times = times - times[0]
     if duration is None:
         step = np.median(np.diff(times)) if len(times) > 1 else 1.0 / fps
         duration = times[-1] + step
     n_out = max(int(np.floor(duration * fps + 0.02)), 1)  # tolerate float32 timestamps
     t_out = np.arange(n_out) / fps
-    idx = np.searchsorted(times, t_out + 1e-6, side="right") - 1
-    return np.clip(idx, 0, len(times) - 1)
+    after = np.clip(np.searchsorted(times, t_out, side="left"), 0, len(times) - 1)  # first time >= t
+    before = np.clip(after - 1, 0, len(times) - 1)
+    later = np.abs(times[after] - t_out) < np.abs(times[before] - t_out) - 1e-9
+    return np.where(later, after, before)
+
+
+def audio_start_offset(path: str | os.PathLike) -> float:
+    """Seconds from the video stream's first presentation time to the audio stream's (0 when
+    either start time is unknown): > 0 means the audio starts late."""
+    with local_file(path) as p:
+        try:
+            with av.open(p) as c:
+                v = c.streams.video[0] if c.streams.video else None
+                a = c.streams.audio[0] if c.streams.audio else None
+                if v is None or a is None or v.start_time is None or a.start_time is None:
+                    return 0.0
+                return float(a.start_time * a.time_base) - float(v.start_time * v.time_base)
+        except Exception as e:
+            raise MediaError(f"{path}: cannot open ({type(e).__name__}: {e})") from e
+
+
+def align_audio(wav: np.ndarray, offset_s: float, sample_rate: int = 16000) -> np.ndarray:
+    """Audio re-based on the video's first frame: `offset_s` of leading silence when the audio
+    starts late, the first -offset_s cut when it starts early."""
+    n = int(round(abs(offset_s) * sample_rate))
+    if offset_s > 0:
+        return np.concatenate([np.zeros(n, wav.dtype), wav])
+    return wav[n:]
 
 
 # ------------------------------------------------------------------------------------ encoding

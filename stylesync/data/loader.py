@@ -129,20 +129,29 @@ def _flatten(src):
         yield from items
 
 
+def decode_frame(jpeg: bytes, crop: int, size: Optional[int] = None) -> np.ndarray:
+    """One stored frame at the model size (S, S, 3) uint8: THE decode path of training and
+    evaluation alike (JPEG DCT-domain downscaling by 2/4/8 where it divides the crop, area resize
+    for the rest); size None = the stored crop."""
+    size = size or crop
+    reduce = crop // size if crop % size == 0 and crop // size in (1, 2, 4, 8) else 1
+    frame = decode_jpeg(jpeg, reduce)
+    if frame.shape[0] != size:
+        import cv2
+
+        frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    return frame
+
+
 def decode_batch(specs: list[tuple], cfg: LoaderConfig, size: int) -> dict:
     """Example specs -> the batch dict (see the module docstring)."""
     w = cfg.window
     targets, refs, mels, sync_mels = [], [], [], []
     for view, s, r in specs:
         crop = view.meta["crop_size"]
-        reduce = crop // size if crop % size == 0 and crop // size in (1, 2, 4, 8) else 1
         idx_t = list(range(s, s + w))
         idx_r = list(range(r, r + w)) if cfg.reference == "window" else [r] * w
-        frames = {i: decode_jpeg(view.jpegs[i], reduce) for i in set(idx_t) | set(idx_r)}
-        if next(iter(frames.values())).shape[0] != size:
-            import cv2
-
-            frames = {i: cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for i, f in frames.items()}
+        frames = {i: decode_frame(view.jpegs[i], crop, size) for i in set(idx_t) | set(idx_r)}
         targets.append(np.stack([frames[i] for i in idx_t]))
         refs.append(np.stack([frames[i] for i in idx_r]))
         mel = pad_mel_for_frames(view.mel, s + w).astype(np.float32)
@@ -197,12 +206,13 @@ def make_loader(pipeline: wds.DataPipeline, workers: int) -> torch.utils.data.Da
                                        persistent_workers=False, prefetch_factor=2 if workers else None)
 
 
-def iter_clips(urls: list[str]):
-    """Every clip of the shards once, in order, decoded: (meta, frames (T,S,S,3) uint8, sample dict)."""
+def iter_clips(urls: list[str], size: Optional[int] = None):
+    """Every clip of the shards once, in order, decoded: (meta, frames (T,S,S,3) uint8, sample dict);
+    `size`: frames at that model size through the training decode path (`decode_frame`)."""
     ds = wds.DataPipeline(wds.SimpleShardList(urls), tar_samples(handler=wds.warn_and_continue))
     for sample in ds:
         view = clip_view(sample)
-        frames = np.stack([decode_jpeg(j) for j in view.jpegs])
+        frames = np.stack([decode_frame(j, view.meta["crop_size"], size) for j in view.jpegs])
         yield view.meta, frames, sample
 
 

@@ -19,7 +19,7 @@ from ..audio import melspectrogram
 from ..config import PreprocessConfig, config_hash
 from ..face.align import alignment_matrices, transform_points, warp_faces
 from ..face.landmarks import LandmarkTrack, face_size, load_sidecar, smooth_landmarks
-from ..video import MediaError, read_audio, read_video, resample_indices
+from ..video import MediaError, align_audio, audio_start_offset, read_audio, read_video, resample_indices
 from .sample import encode_sample, sample_key
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,8 @@ def stage_decode(row: dict, cfg: PreprocessConfig) -> Clip:
     audio_src = row.get("audio_path") or row["path"]
     try:
         audio = read_audio(audio_src, cfg.sample_rate)
+        if audio_src == row["path"]:  # one container: honour the streams' start times
+            audio = align_audio(audio, audio_start_offset(audio_src), cfg.sample_rate)
     except (MediaError, OSError) as e:
         raise ClipRejected("decode", "no_audio", str(e)) from e
     if audio.size == 0:

@@ -1,7 +1,16 @@
 """The training stage's check on held-out clips: does the generated mouth follow the audio?
 
-mouth PSNR of self-reconstruction vs the copy-the-reference-mouth baseline (same fixed reference
-frame), and the expert SyncNet's score of the generated clips vs the same clips with shuffled audio.
+Every method is scored on the composite that paste-back shows (its mask region, the frame elsewhere),
+on the same clips and fixed reference frames:
+- mouth_psnr vs mouth_psnr_copy_reference (the reference frame's lower face pasted in);
+- mouth_psnr_open / mouth_psnr_open_copy_reference: only frames whose lip gap differs from the
+  reference frame's by more than OPEN_GAP template units (gap from the clip's landmarks, points
+  62-66), where copying the reference cannot be right;
+- mouth_psnr_swapped_audio: the same frames driven by the next clip's audio (must be clearly lower:
+  the mouth follows the audio, not only the masked frame);
+- mouth_opening_error / _copy_reference: mean |opening(method) - opening(ground truth)| with the
+  image-read opening of `metrics.mouth_opening`, in template units;
+- sync_score (expert SyncNet) vs sync_score_shuffled_audio and sync_score_ground_truth (the real frames).
 """
 from __future__ import annotations
 
@@ -12,23 +21,58 @@ import torch
 
 from ..data.loader import iter_clips
 from ..data.sample import npy_load
-from .protocol import generate, mean_scores, mouth_scores, prepare_clip
-from .reconstruct import copy_reference, sync_scores
+from .metrics import mouth_crop, mouth_opening, psnr
+from .protocol import generate, mean_scores, prepare_clip
+from .reconstruct import composite, copy_reference, frame_mels, self_reconstruct, sync_scores
+
+OPEN_GAP = 1.0  # template units (the crop is 75 x 100; a wide-open synthetic mouth gaps ~5)
+
+
+def lip_gap(landmarks: np.ndarray, crop_size: int) -> np.ndarray:
+    """(T, 68, 2) crop-pixel landmarks -> (T,) inner-lip gap |p62 - p66| in template units (vertical)."""
+    return np.linalg.norm(landmarks[:, 62] - landmarks[:, 66], axis=1) * 100.0 / crop_size
+
+
+def _mouth_psnr(pred: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor) -> float:
+    return psnr(mouth_crop(pred[keep]), mouth_crop(gt[keep])).mean().item() if keep.any() else float("nan")
+
+
+def _swapped_mels(clips: list[dict], i: int) -> torch.Tensor:
+    """Per-frame mel windows of the next clip's audio, cut or padded (repeat) to clip i's length."""
+    other = clips[(i + 1) % len(clips)]
+    mels = frame_mels(other["mel"], len(other["gt"]))
+    n = len(clips[i]["gt"])
+    return mels[torch.arange(n) % len(mels)]
 
 
 @torch.no_grad()
 def demo_check(G, syncnet, urls: list[str], mask: torch.Tensor, n_clips: int, seed: int = 0) -> tuple[dict, list]:
     """-> (metrics, [(meta, generated (T,3,S,S), ground truth (T,3,S,S), audio int16)] per clip)."""
-    rows, clips = [], []
-    for i, (meta, frames, sample) in enumerate(itertools.islice(iter_clips(urls), n_clips)):
-        clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), mask.shape[-1], seed)
-        gen = generate(G, clip, mask)
-        base = copy_reference(clip["gt"], clip["ref"], mask)
-        row = {"mouth_psnr": mouth_scores(gen, clip)["mouth_psnr"],
-               "mouth_psnr_copy_reference": mouth_scores(base, clip)["mouth_psnr"]}
+    size = mask.shape[-1]
+    samples = list(itertools.islice(iter_clips(urls, size), n_clips))
+    clips = [prepare_clip(meta, frames, npy_load(s["mel.npy"]).astype(np.float32), size, seed)
+             for meta, frames, s in samples]
+    rows, out = [], []
+    for i, (clip, (meta, _, sample)) in enumerate(zip(clips, samples)):
+        gt, ref = clip["gt"], clip["ref"]
+        gen = composite(generate(G, clip, mask), gt, mask)
+        swapped = composite(self_reconstruct(G, gt, _swapped_mels(clips, i), ref, mask), gt, mask)
+        base = copy_reference(gt, ref, mask)
+        keep = torch.arange(len(gt)) != ref
+        gap = lip_gap(npy_load(sample["landmarks.npy"]), meta["crop_size"])
+        is_open = keep & torch.from_numpy(np.abs(gap - gap[ref]) > OPEN_GAP)
+        o_gt = mouth_opening(gt[keep])
+        row = {"mouth_psnr": _mouth_psnr(gen, gt, keep), "mouth_psnr_copy_reference": _mouth_psnr(base, gt, keep),
+               "mouth_psnr_open": _mouth_psnr(gen, gt, is_open), "mouth_psnr_open_copy_reference": _mouth_psnr(base, gt, is_open),
+               "mouth_psnr_swapped_audio": _mouth_psnr(swapped, gt, keep),
+               "mouth_opening_error": (mouth_opening(gen[keep]) - o_gt).abs().mean().item(),
+               "mouth_opening_error_copy_reference": (mouth_opening(base[keep]) - o_gt).abs().mean().item(),
+               "open_frames": int(is_open.sum())}
         if syncnet is not None:
             row["sync_score"] = sync_scores(syncnet, gen, clip["mel"])
             row["sync_score_shuffled_audio"] = sync_scores(syncnet, gen, clip["mel"], shuffle_seed=seed + i)
+            row["sync_score_ground_truth"] = sync_scores(syncnet, gt, clip["mel"])
         rows.append(row)
-        clips.append((meta, gen, clip["gt"], npy_load(sample["audio.npy"])))
-    return {**mean_scores(rows), "clips": len(rows)}, clips
+        out.append((meta, gen, gt, npy_load(sample["audio.npy"])))
+    scores = mean_scores([{k: v for k, v in r.items() if k != "open_frames"} for r in rows], skip_nan=True)
+    return {**scores, "open_frames": int(sum(r["open_frames"] for r in rows)), "clips": len(rows)}, out

@@ -28,10 +28,12 @@ from ..io import atomic_write_bytes, exists, join, read_json, read_parquet, writ
 from ..train.build import load_generator, load_syncnet, mask_tensor
 from .metrics import psnr, ssim
 from .protocol import generate, prepare_clip
-from .reconstruct import copy_reference, masked_input, sync_scores
+from .reconstruct import composite, copy_reference, masked_input, sync_scores
 
 log = logging.getLogger(__name__)
-METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "d_id", "own_sync"]
+# every metric scores the composite that paste-back shows (the method inside the mask, the frame
+# outside it); *_raw_crop score the raw generator output over the whole crop
+METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "av_offset", "d_id", "own_sync", "ssim_raw_crop", "psnr_raw_crop"]
 
 
 class Scorers:
@@ -69,11 +71,15 @@ def _uint8(x: torch.Tensor) -> np.ndarray:  # (T, 3, S, S) -> (T, S, S, 3)
     return (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def score_clip(pred: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, expert, vshift: int) -> dict:
-    """All available metrics of one generated clip (the reference frame excluded)."""
+def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, expert, vshift: int,
+               mask: torch.Tensor) -> dict:
+    """All available metrics of one generated clip (the reference frame excluded), on the composite
+    (see METRICS); the raw output's whole-crop SSIM/PSNR as their own columns."""
     gt = clip["gt"]
     keep = torch.arange(len(gt)) != clip["ref"]
-    row = {"ssim": ssim(pred[keep], gt[keep]).mean().item(), "psnr": psnr(pred[keep], gt[keep]).mean().item()}
+    pred = composite(raw, gt, mask)
+    row = {"ssim": ssim(pred[keep], gt[keep]).mean().item(), "psnr": psnr(pred[keep], gt[keep]).mean().item(),
+           "ssim_raw_crop": ssim(raw[keep], gt[keep]).mean().item(), "psnr_raw_crop": psnr(raw[keep], gt[keep]).mean().item()}
     if expert is not None:
         row["own_sync"] = sync_scores(expert, pred, clip["mel"])
     gen_u8, gt_u8 = _uint8(pred), _uint8(gt)
@@ -141,25 +147,26 @@ def evaluate(params: Params) -> dict:
     held_out = {c: ident for ident, (_, clips) in personal.items() for c in clips}
     rows: dict[str, list[dict]] = defaultdict(list)
     n = 0
-    for meta, frames, sample in iter_clips(shard_urls(params.paths.shards, ec.split)):
+    for meta, frames, sample in iter_clips(shard_urls(params.paths.shards, ec.split), G.size):
         if ec.max_clips is not None and n >= ec.max_clips and meta["clip_id"] not in held_out:
             continue
         clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), G.size, params.seed)
         for name, fn in models.items():
             if ec.max_clips is None or n < ec.max_clips:
-                rows[name].append(score_clip(fn(clip, mask), clip, sample, scorers, expert, ec.vshift))
+                rows[name].append(score_clip(fn(clip, mask), clip, sample, scorers, expert, ec.vshift, mask))
         if meta["clip_id"] in held_out:  # Ours-P and Ours-G on the personalized identities' held-out clips
             fn_p, _ = personal[held_out[meta["clip_id"]]]
-            rows["ours_p"].append(score_clip(fn_p(clip, mask), clip, sample, scorers, expert, ec.vshift))
+            rows["ours_p"].append(score_clip(fn_p(clip, mask), clip, sample, scorers, expert, ec.vshift, mask))
             rows["ours_g_on_personal_clips"].append(score_clip(models["ours_g"](clip, mask), clip, sample, scorers,
-                                                               expert, ec.vshift))
+                                                               expert, ec.vshift, mask))
         n += 1
         log.info("evaluated %s (%d)", meta["clip_id"], n)
     table = {name: {m: (float(np.mean([r[m] for r in rs])) if rs and m in rs[0] else None) for m in METRICS}
              | {"clips": len(rs)} for name, rs in rows.items()}
     result = {"models": table, "missing": scorers.missing, "split": ec.split,
               "protocol": "self-reconstruction; one fixed random reference frame per clip for every model "
-                          "(the reference frame itself is not scored); model size "
+                          "(the reference frame itself is not scored); every method scored on the composite that paste-back "
+                          "shows (its mask region, the frame elsewhere), the raw output over the whole crop in *_raw_crop; model size "
                           f"{G.size}x{G.size}; LMD in pixels at 256"}
     write_json(Path(params.paths.metrics) / "eval.json", result)
     _report(params, result)
@@ -169,11 +176,12 @@ def evaluate(params: Params) -> dict:
 
 def table_markdown(result: dict) -> str:
     names = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
-             "d_id": "D_ID ↑", "own_sync": "own sync ↑"}
+             "av_offset": "AV offset", "d_id": "D_ID ↑", "own_sync": "own sync ↑",
+             "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
     lines = ["| Method | " + " | ".join(names[m] for m in METRICS) + " | clips |",
              "|---" * (len(METRICS) + 2) + "|"]
     for model, vals in result["models"].items():
-        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in ("ssim", "d_id", "own_sync") else f"{vals[m]:.2f}")
+        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in ("ssim", "ssim_raw_crop", "d_id", "own_sync") else f"{vals[m]:.2f}")
                  for m in METRICS]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {vals['clips']} |")
     if result["missing"]:

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
-from ..face.template import canonical_landmarks, template_to_pixels
+from ..face.template import TEMPLATE_BOX, canonical_landmarks, template_to_pixels
 
 
 MAX_PSNR = 100.0  # identical images (the paper's GT row reads 100.00)
@@ -35,3 +35,22 @@ def mouth_crop(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, S, S) -> the mouth region (N, 3, h, w)."""
     y0, y1, x0, x1 = mouth_box(images.shape[-1])
     return images[..., y0:y1, x0:x1]
+
+
+MOUTH_DARK = 0.3  # luminance below which a mouth-box pixel counts as mouth interior (synthetic: 0.07)
+
+
+def mouth_opening(images: torch.Tensor, dark: float = MOUTH_DARK) -> torch.Tensor:
+    """Lip opening read from the image, (N, 3, S, S) in [0, 1] -> (N,) in template units.
+
+    The dark mouth interior's "height": sum over the mouth box of max(0, dark - luminance) / dark
+    (a soft count of interior pixels), divided by the box width and scaled from pixels to template
+    units (the square crop is 100 units high). 0 for a closed mouth. On the synthetic corpus it follows the
+    ground-truth lip gap (correlation checked in tests/test_demo_check.py); the scale differs
+    between identities (teeth and tongue fill part of the interior), so compare a generated frame
+    with its ground-truth frame measured the same way, never with the landmark gap directly."""
+    y0, y1, x0, x1 = mouth_box(images.shape[-1])
+    rgb = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32).view(1, 3, 1, 1)
+    lum = (images[..., y0:y1, x0:x1].float() * rgb).sum(1)  # (N, h, w)
+    mass = (dark - lum).clamp(min=0).sum((1, 2)) / dark  # interior pixels
+    return mass / (x1 - x0) * TEMPLATE_BOX[1] / images.shape[-1]  # (N,)

@@ -26,5 +26,9 @@ def mouth_scores(pred: torch.Tensor, clip: dict) -> dict:
     return {"mouth_psnr": psnr(p, g).mean().item(), "mouth_ssim": ssim(p, g).mean().item()}
 
 
-def mean_scores(rows: list[dict]) -> dict:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
+def mean_scores(rows: list[dict], skip_nan: bool = False) -> dict:
+    """Mean of each key over the rows ({} without rows); `skip_nan`: over the rows where it is defined."""
+    if not rows:
+        return {}
+    mean = np.nanmean if skip_nan else np.mean
+    return {k: float(mean([r[k] for r in rows])) for k in rows[0]}

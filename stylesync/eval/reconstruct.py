@@ -46,6 +46,12 @@ def self_reconstruct(G, frames: torch.Tensor, mels: torch.Tensor, ref: int, mask
     return torch.cat(out)
 
 
+def composite(pred: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What paste-back shows: the method's output inside the mask, the frame outside it (T, 3, S, S)."""
+    m = mask.cpu()
+    return pred * m + frames * (1 - m)
+
+
 def copy_reference(frames: torch.Tensor, ref: int, mask: torch.Tensor) -> torch.Tensor:
     """Baseline: each frame outside the mask, the reference frame's lower face inside it."""
     m = mask.cpu()

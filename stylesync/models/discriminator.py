@@ -12,6 +12,8 @@ class Discriminator(nn.Module):
     """x (B, 3, S, S) in [0, 1] -> logits (B, 1). Images are mapped to [-1, 1] first, the range
     StyleGAN2 discriminators are trained on, so that a pre-trained one can initialise it."""
 
+    INPUT_GAIN = 2.0  # d(first layer's input) / d(image): R1 is taken w.r.t. what the first layer sees
+
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg
@@ -31,7 +33,7 @@ class Discriminator(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        out = self.convs(x * 2 - 1)  # (B, C4, 4, 4)
+        out = self.convs(x * self.INPUT_GAIN - 1)  # (B, C4, 4, 4)
         out = minibatch_stddev(out, self.cfg.stddev_group, self.cfg.stddev_feat)
         out = self.final_conv(out)
         return self.final_linear(out.flatten(1))  # (B, 1)

@@ -19,16 +19,26 @@ from .layers import EqualLinear
 from .synthesis import MappingNetwork, SynthesisNetwork, encoder_noises, n_latent, noise_resolutions
 
 
-def masked_noise_layers(size: int, mask_n_noise: Optional[int]) -> list[bool]:
+EQ1_READINGS = ("relative", "absolute")
+EQ1_ABSOLUTE_MIN_RES = 64  # the finest map Eq. 1 leaves unmasked at 256 is F_32
+
+
+def masked_noise_layers(size: int, mask_n_noise: Optional[int], reading: str = "relative") -> list[bool]:
     """Which of the styled convs' noise inputs get Eq. 1's `(1 - M) *`.
 
-    None: Eq. 1, the convs with layer index l > floor(L / 2), where conv1 is l = 1 and convs[k] is
-    l = k + 2 (the index of the style each one consumes, 1-based). At 256 (L = 14) that is the six
-    convs at 64, 128 and 256, i.e. the encoder maps F_64, F_128, F_256.
-    k: the noise inputs fed from the k highest-resolution encoder maps (0 = no masking, the paper's
-    "w/o mask" ablation; the authors' Paddle port uses 4 at 256: F_32 .. F_256).
+    mask_n_noise None, reading "relative": Eq. 1, the convs with layer index l > floor(L / 2), where
+    conv1 is l = 1 and convs[k] is l = k + 2 (the index of the style each one consumes, 1-based). At
+    256 (L = 14) that is the six convs at 64, 128 and 256, i.e. the encoder maps F_64, F_128, F_256;
+    at 64 (L = 10) F_32 and F_64.
+    reading "absolute": the maps of 64 px and above (what Eq. 1 masks at 256); at 64 only F_64.
+    mask_n_noise k: the noise inputs fed from the k highest-resolution encoder maps (0 = no masking,
+    the paper's "w/o mask" ablation; the authors' Paddle port uses 4 at 256: F_32 .. F_256).
     """
     res = noise_resolutions(size)
+    if reading not in EQ1_READINGS:
+        raise ValueError(f"eq1_reading must be one of {EQ1_READINGS}, got {reading!r}")
+    if mask_n_noise is None and reading == "absolute":
+        return [r >= EQ1_ABSOLUTE_MIN_RES for r in res]
     if mask_n_noise is None:
         half = n_latent(size) // 2
         return [i + 1 > half for i in range(len(res))]
@@ -92,7 +102,7 @@ class StyleSyncGenerator(nn.Module):
                                         cfg.blur_kernel)
         self.audio_encoder = AudioEncoder(cfg.audio_dim, cfg.audio_channels)
         if cfg.style_fusion == "authors":
-            self.fusion = EqualLinear(cfg.audio_dim + cfg.face_dim, d)
+            self.fusion = EqualLinear(cfg.audio_dim + cfg.face_dim, d, activation=cfg.fusion_activation)
             self.mapping = MappingNetwork(d, cfg.n_mlp, cfg.lr_mlp)
             self.style_dim = d
         elif cfg.style_fusion == "concat":
@@ -106,9 +116,18 @@ class StyleSyncGenerator(nn.Module):
         self.mlp_dw = nn.Sequential(*hidden, EqualLinear(cfg.face_dim, self.n_latent * self.style_dim, zero_init=True))
         self.synthesis = SynthesisNetwork(size, self.style_dim, cfg.channel_multiplier, cfg.narrow, cfg.blur_kernel,
                                           concat_noise=True, fused_modconv=cfg.fused_modconv)
-        self.mask_layers = masked_noise_layers(size, cfg.mask_n_noise)
+        self.mask_layers = masked_noise_layers(size, cfg.mask_n_noise, cfg.eq1_reading)
         self.delta_p: Optional[DeltaP] = None
-        self.use_delta_w = True
+        # Delta W and Delta P are 0 in the generalized model (Ours-G) and are not optimized there: MLP_dw
+        # stays frozen at its zero init and out of the backbone's optimizer; personalization trains it
+        self.use_delta_w = False
+        self.mlp_dw.requires_grad_(False)
+
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        """What the generalized training optimizes: all of G but MLP_dw (and Delta P)."""
+        skip = {id(p) for p in self.mlp_dw.parameters()}
+        skip |= {id(p) for p in self.delta_p.parameters()} if self.delta_p is not None else set()
+        return [p for p in self.parameters() if id(p) not in skip]
 
     # ------------------------------------------------------------------ personalization hooks
     def delta_p_modules(self) -> dict[str, nn.Module]:

@@ -31,14 +31,14 @@ from ..models.discriminator import Discriminator
 from ..models.generator import StyleSyncGenerator
 from .build import build_discriminator, load_syncnet, load_vgg, mask_tensor
 from .checkpointing import load_latest_intact, load_training_state, older_ray_checkpoints, save_training_state
-from .step import StepModules, make_optimizers, train_step, unwrap
+from .step import StepModules, backbone_param_groups, make_optimizers, train_step, unwrap
 
 log = logging.getLogger(__name__)
 
 
 # settings that do not change what is learned: a rerun with other values resumes the same run
 _SCHEDULE_ONLY = ("steps", "checkpoint_every", "keep_checkpoints", "max_failures", "log_every", "image_every",
-                  "val_clips", "cpus_per_worker", "nan_policy")  # nan_policy: a stopped run resumes with "skip"
+                  "val_clips", "demo_check_at_checkpoints", "cpus_per_worker", "nan_policy")  # nan_policy: a stopped run resumes with "skip"
 
 
 def run_name(params: Params) -> str:
@@ -68,6 +68,15 @@ def sample_grid(batch: dict, fake: torch.Tensor, mask: torch.Tensor, n: int = 4)
     return tracking.image_grid(rows)
 
 
+def progress_line(step: int, total: int, logs: dict, elapsed: float, done: int) -> str:
+    """`backbone step 120/1000 | g_total 1.23 l1 0.045 ... | 52.1 img/s | ETA 7m12s` for the console."""
+    keys = ("g_total", "l1", "g_adv", "sync", "vgg", "d_loss", "r1")
+    losses = " ".join(f"{k} {logs[k]:.4g}" for k in keys if k in logs)
+    eta = elapsed / max(done, 1) * (total - step)
+    return (f"backbone step {step}/{total} | {losses} | {logs.get('images_per_s', 0.0):.1f} img/s | "
+            f"ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+
+
 # ------------------------------------------------------------------------------ per worker
 def backbone_loop(config: dict) -> None:
     import ray.train
@@ -85,7 +94,7 @@ def backbone_loop(config: dict) -> None:
     syncnet = load_syncnet(join(params.paths.models, "syncnet"), device) if tc.loss.sync else None
     vgg, vgg_status = load_vgg(params, tc.loss.vgg_layers)
     vgg = vgg.to(device) if vgg is not None else None
-    opt_g, opt_d = make_optimizers(G.parameters(), D.parameters(), tc.optim, tc.loss.d_reg_every)
+    opt_g, opt_d = make_optimizers(backbone_param_groups(G, tc.optim), D.parameters(), tc.optim, tc.loss.d_reg_every)
     step, extra = 0, {}
     ckpt = ray.train.get_checkpoint()
     if ckpt:  # the newest checkpoint; an older one kept by Ray Train if it fails its manifest
@@ -105,6 +114,8 @@ def backbone_loop(config: dict) -> None:
                                            params.model.generator.size, seed=params.seed, skip_batches=step),
                          tc.loader.workers)
     history: list = extra.get("history", [])
+    curve: list = extra.get("demo_curve", [])
+    checker = syncnet if syncnet is not None else load_syncnet(join(params.paths.models, "syncnet"), device)
     mlflow_run = extra.get("mlflow_run")
     images_per_step = tc.loader.batch_size * tc.loader.window * world
     with tracking.run(params.tracking, "backbone", config["run_name"], run_id=mlflow_run) if rank == 0 else _null() as active:
@@ -116,11 +127,12 @@ def backbone_loop(config: dict) -> None:
         mlflow_run = active.info.run_id if active is not None else mlflow_run
         it = iter(loader)
         t_last, steps_last = time.perf_counter(), step
+        t_start, step_start = t_last, step
         logs: dict = {}
         if step >= tc.steps and rank == 0:  # already trained this far: hand the checkpoint back as is
             tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
             save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema}, {"opt_g": opt_g, "opt_d": opt_d},
-                                step, {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status,
+                                step, {"history": history, "demo_curve": curve, "mlflow_run": mlflow_run, "perceptual": vgg_status,
                                        "nonfinite_skipped": m.extra["nonfinite_skipped"]})
             ray.train.report({"step": step}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         elif step >= tc.steps:
@@ -137,6 +149,7 @@ def backbone_loop(config: dict) -> None:
                 t_last, steps_last = time.perf_counter(), step
                 if rank == 0:
                     history.append({"step": step, **{k: round(v, 6) for k, v in logs.items()}})
+                    print(progress_line(step, tc.steps, logs, time.perf_counter() - t_start, step - step_start), flush=True)
                     if active is not None:
                         mlflow.log_metrics(logs, step=step)
             if rank == 0 and active is not None and tc.image_every and step % tc.image_every == 0:
@@ -147,15 +160,29 @@ def backbone_loop(config: dict) -> None:
                 tracking.log_image(sample_grid(batch, fake, mask), "samples", step)
             if step % tc.checkpoint_every == 0 or step == tc.steps:
                 report = {"step": step, **{k: v for k, v in logs.items() if isinstance(v, float)}}
+                if rank == 0 and tc.demo_check_at_checkpoints:  # the learning curve on the held-out clips
+                    curve.append(_curve_point(params, g_ema, checker, mask, step))
+                    print(f"demo check at step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in curve[-1].items()
+                                                                     if k.startswith(("mouth_psnr", "sync_score"))), flush=True)
+                    if active is not None:
+                        mlflow.log_metrics({f"demo_check/{k}": v for k, v in curve[-1].items() if k != "step"}, step=step)
                 if rank == 0:
                     tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
                     save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema},
                                         {"opt_g": opt_g, "opt_d": opt_d}, step,
-                                        {"history": history, "mlflow_run": mlflow_run, "perceptual": vgg_status,
+                                        {"history": history, "demo_curve": curve, "mlflow_run": mlflow_run, "perceptual": vgg_status,
                                          "nonfinite_skipped": m.extra["nonfinite_skipped"]})
                     ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
                 else:
                     ray.train.report(report)
+
+
+def _curve_point(params: Params, g_ema, syncnet, mask, step: int) -> dict:
+    from ..eval.demo_check import demo_check
+
+    check, _ = demo_check(g_ema, syncnet, shard_urls(params.paths.shards, "test"), mask, params.train.val_clips,
+                          params.seed)
+    return {"step": step, **check}
 
 
 def _lazy(fn, *args):
@@ -236,21 +263,22 @@ def train_backbone(params: Params) -> dict:
                "nonfinite_skipped": extra.get("nonfinite_skipped", 0),
                "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check}
     write_json(Path(params.paths.metrics) / "train.json", metrics)
-    _write_plots(params, history)
+    _write_plots(params, history, extra.get("demo_curve", []))
     atomic_write_bytes(join(params.paths.models, "backbone", "mlflow_run_id.txt"), f"{extra.get('mlflow_run')}\n".encode())
     if params.tracking.enabled and extra.get("mlflow_run"):
         _log_final(params, extra["mlflow_run"], check, clips)
     return metrics
 
 
-def _write_plots(params: Params, history: list) -> None:
-    path = Path(params.paths.plots) / "train.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _write_plots(params: Params, history: list, curve: list) -> None:
     keys = ["step", "d_loss", "g_adv", "l1", "sync", "vgg", "g_total", "images_per_s"]
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
+    for name, rows, fields in (("train.csv", history, keys), ("demo_check.csv", curve, list(curve[0]) if curve else ["step"])):
+        path = Path(params.paths.plots) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
 
 
 def _log_final(params: Params, run_id: str, check: dict, clips: list) -> None:

@@ -18,10 +18,12 @@ def g_nonsaturating_loss(fake_pred: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_pred).mean()
 
 
-def r1_penalty(real_pred: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """E ||grad_x D(x)||^2 on real images (create_graph for the double backward)."""
+def r1_penalty(real_pred: torch.Tensor, real: torch.Tensor, input_gain: float = 1.0) -> torch.Tensor:
+    """E ||grad_u D||^2 on real images, u = what D's first layer sees (create_graph for the double
+    backward). D maps the [0, 1] image x to u = input_gain * x - 1 (our D: gain 2, StyleGAN2's
+    [-1, 1]), so grad_u = grad_x / input_gain and `r1` keeps StyleGAN2's meaning of gamma."""
     (grad,) = torch.autograd.grad(real_pred.sum(), real, create_graph=True)
-    return grad.pow(2).flatten(1).sum(1).mean()
+    return grad.pow(2).flatten(1).sum(1).mean() / input_gain**2
 
 
 def perceptual_loss(vgg, fake: torch.Tensor, real: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:

@@ -30,7 +30,8 @@ from ..models.checkpoint import load_into, read_model, save_model
 from ..models.delta import pack_delta, packed_bytes, unpack_delta
 from ..models.generator import StyleSyncGenerator, effective_scales
 from .build import load_discriminator, load_generator, load_syncnet, load_vgg, mask_tensor
-from .step import StepModules, train_step
+from .device import resolve_device
+from .step import StepModules, make_optimizers, train_step
 
 log = logging.getLogger(__name__)
 KIND = "personal_delta"
@@ -86,13 +87,13 @@ def _merge(a: dict, b: dict) -> dict:
     return {k: torch.cat([a[k], b[k]]) if torch.is_tensor(a[k]) else a[k] + b[k] for k in a}
 
 
-def _held_out(params: Params, entry: CatalogEntry, rows: list[dict]) -> list[tuple]:
+def _held_out(params: Params, entry: CatalogEntry, rows: list[dict], size: int) -> list[tuple]:
     by_id = {r["clip_id"]: r for r in rows}
     shards = sorted({join(params.paths.shards, by_id[c]["shard"]) for c in entry.held_out if c in by_id})
     keep = set(entry.held_out[: params.personalize.eval_clips])
     if not shards:  # nothing held out: the identity is personalized but not scored
         return []
-    return [(meta, frames, sample) for meta, frames, sample in iter_clips(shards) if meta["clip_id"] in keep]
+    return [(meta, frames, sample) for meta, frames, sample in iter_clips(shards, size) if meta["clip_id"] in keep]
 
 
 # ------------------------------------------------------------------------------ one identity
@@ -134,7 +135,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
         except Exception:  # unreadable or partial output: redo it
             pass
     seed_everything(params.seed)
-    device = torch.device("cpu")
+    device = resolve_device(params.device)
     base, face, _ = load_generator(join(backbone_dir(params), "generator"), device)
     G = copy.deepcopy(base)
     G.use_delta_w = pc.use_delta_w
@@ -146,8 +147,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
     D = load_discriminator(join(backbone_dir(params), "discriminator")).to(device)
     syncnet = load_syncnet(join(params.paths.models, "syncnet"), device) if pc.loss.sync else None
     vgg, vgg_status = load_vgg(params, pc.loss.vgg_layers)
-    opt_g = torch.optim.Adam(trainable, lr=pc.lr, betas=(0.9, 0.99))
-    opt_d = torch.optim.Adam(D.parameters(), lr=pc.lr_d, betas=(0.0, 0.99))
+    opt_g, opt_d = make_optimizers(trainable, D.parameters(), pc.optim, pc.loss.d_reg_every)
     mask = mask_tensor(G.size, face.mask, device)
     m = StepModules(G, D, opt_g, opt_d, mask, syncnet, vgg)
 
@@ -182,7 +182,8 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
         batch = next(personal)
         if general is not None:
             batch = _merge(batch, next(general))
-        logs = train_step(m, batch, step, pc.loss, params.train.optim, penalty, nan_policy=params.train.nan_policy)
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        logs = train_step(m, batch, step, pc.loss, pc.optim, penalty, nan_policy=params.train.nan_policy)
         maybe_fail(f"personalize:{entry.identity}", step + 1)
         if not all(math.isfinite(v) for v in logs.values()):
             raise PersonalizeError(f"non-finite loss at step {step}: {logs}")
@@ -194,7 +195,7 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
     scores = {"g": [], "p": []}
     per_clip, grid = [], None
     G.eval()
-    for meta, frames, sample in _held_out(params, entry, index):
+    for meta, frames, sample in _held_out(params, entry, index, G.size):
         clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), G.size, params.seed)
         out_g, out_p = generate(base, clip, mask), generate(G, clip, mask)
         sg, sp = mouth_scores(out_g, clip), mouth_scores(out_p, clip)

@@ -97,8 +97,20 @@ class StepModules:
     extra: dict = field(default_factory=dict)
 
 
+def backbone_param_groups(G: nn.Module, cfg: OptimConfig) -> list[dict]:
+    """What the generalized training optimizes (all of G but MLP_dw / Delta P), as Adam groups:
+    E_a at `cfg.lr_audio` (its plain convs need a far smaller lr than the equalized-lr layers), the rest at lr_g."""
+    g = unwrap(G)
+    audio = {id(p) for p in g.audio_encoder.parameters()}
+    params = g.backbone_parameters()
+    rest = [p for p in params if id(p) not in audio]
+    ea = [p for p in params if id(p) in audio]
+    return [{"params": rest}, {"params": ea, "lr": cfg.lr_g if cfg.lr_audio is None else cfg.lr_audio}]
+
+
 def make_optimizers(g_params, d_params, cfg: OptimConfig, d_reg_every: int) -> tuple[torch.optim.Adam, torch.optim.Adam]:
-    """Adam for G and D; D's lr and betas are scaled for lazy R1 (StyleGAN2: c = k / (k + 1))."""
+    """Adam for G and D; D's lr and betas are scaled for lazy R1 (StyleGAN2: c = k / (k + 1)).
+    `g_params`: parameters, or Adam groups (`backbone_param_groups`; a group without "lr" gets lr_g)."""
     c = d_reg_every / (d_reg_every + 1) if d_reg_every else 1.0
     b1, b2 = cfg.betas
     opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=(b1, b2))
@@ -211,7 +223,7 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
     if loss.d_reg_every and loss.r1 > 0 and step % loss.d_reg_every == 0:
         real_r1 = real.detach().requires_grad_(True)
         pred = m.D(real_r1)  # fp32: the gradient penalty needs the precision
-        r1 = r1_penalty(pred, real_r1)
+        r1 = r1_penalty(pred, real_r1, unwrap(m.D).INPUT_GAIN)
         if not _nonfinite(m, {"r1": r1.item()}, step, "R1", nan_policy, device):
             m.opt_d.zero_grad(set_to_none=True)
             (loss.r1 / 2 * r1 * loss.d_reg_every + 0 * pred[0, 0]).backward()
