@@ -54,8 +54,7 @@ def composite(pred: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> t
 
 def copy_reference(frames: torch.Tensor, ref: int, mask: torch.Tensor) -> torch.Tensor:
     """Baseline: each frame outside the mask, the reference frame's lower face inside it."""
-    m = mask.cpu()
-    return frames * (1 - m) + frames[ref : ref + 1] * m
+    return composite(frames[ref : ref + 1], frames, mask)
 
 
 def masked_input(frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -129,12 +129,16 @@ def backbone_loop(config: dict) -> None:
         t_last, steps_last = time.perf_counter(), step
         t_start, step_start = t_last, step
         logs: dict = {}
-        if step >= tc.steps and rank == 0:  # already trained this far: hand the checkpoint back as is
+
+        def checkpoint() -> "ray.train.Checkpoint":  # rank 0: the whole training state at `step`
             tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
             save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema}, {"opt_g": opt_g, "opt_d": opt_d},
                                 step, {"history": history, "demo_curve": curve, "mlflow_run": mlflow_run, "perceptual": vgg_status,
                                        "nonfinite_skipped": m.extra["nonfinite_skipped"]})
-            ray.train.report({"step": step}, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            return ray.train.Checkpoint.from_directory(tmp)
+
+        if step >= tc.steps and rank == 0:  # already trained this far: hand the checkpoint back as is
+            ray.train.report({"step": step}, checkpoint=checkpoint())
         elif step >= tc.steps:
             ray.train.report({"step": step})
         while step < tc.steps:
@@ -167,12 +171,7 @@ def backbone_loop(config: dict) -> None:
                     if active is not None:
                         mlflow.log_metrics({f"demo_check/{k}": v for k, v in curve[-1].items() if k != "step"}, step=step)
                 if rank == 0:
-                    tmp = tempfile.mkdtemp(prefix="stylesync-ckpt-")
-                    save_training_state(tmp, {"G": unwrap(Gw), "D": unwrap(Dw), "g_ema": g_ema},
-                                        {"opt_g": opt_g, "opt_d": opt_d}, step,
-                                        {"history": history, "demo_curve": curve, "mlflow_run": mlflow_run, "perceptual": vgg_status,
-                                         "nonfinite_skipped": m.extra["nonfinite_skipped"]})
-                    ray.train.report(report, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+                    ray.train.report(report, checkpoint=checkpoint())
                 else:
                     ray.train.report(report)
 
