@@ -1,8 +1,8 @@
 """The paper's objectives (Sec. 3.2-3.3): StyleGAN2 adversarial losses with lazy R1, L1 + VGG19
-perceptual reconstruction (Eq. 2), the SyncNet lip-sync loss (Eq. 4), the expert's BCE."""
+perceptual reconstruction (Eq. 2), the SyncNet lip-sync loss (Eq. 4), the expert's BCE, the personalization penalty (Eq. 6)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -41,3 +41,12 @@ def sync_loss(syncnet, frames: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
 def syncnet_bce(cos: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     """Wav2Lip's expert objective: BCE on the cosine of the embeddings (in [0, 1])."""
     return F.binary_cross_entropy(cos.clamp(1e-7, 1 - 1e-7), label)
+
+
+def delta_penalty(delta_w: Optional[torch.Tensor], delta_p_squared_norm: torch.Tensor | float,
+                  lambda_p: float) -> torch.Tensor | float:
+    """Eq. 6: lambda_p (||Delta W||^2 + sum ||Delta P||^2). delta_w: (B, L, D) or None (Delta W off),
+    squared per sample and averaged over the batch; delta_p_squared_norm: sum ||Delta P||^2 measured
+    on the effective (run-time scaled) weights (`DeltaP.squared_norm`)."""
+    dw = delta_w.pow(2).flatten(1).sum(1).mean() if delta_w is not None else 0.0
+    return lambda_p * (dw + delta_p_squared_norm)

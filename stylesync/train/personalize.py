@@ -31,6 +31,7 @@ from ..models.delta import pack_delta, packed_bytes, unpack_delta
 from ..models.generator import StyleSyncGenerator, effective_scales
 from .build import load_discriminator, load_generator, load_syncnet, load_vgg, mask_tensor
 from .device import resolve_device
+from .losses import delta_penalty
 from .step import StepModules, make_optimizers, train_step
 
 log = logging.getLogger(__name__)
@@ -173,9 +174,8 @@ def personalize_identity(params: Params, entry: CatalogEntry, parent_run_id: Opt
 
     scales = effective_scales(G)
 
-    def penalty(aux: dict) -> torch.Tensor:  # Eq. 6: lambda_p (sum ||Delta W||^2 + sum ||Delta P||^2)
-        dw = aux["delta_w"].pow(2).flatten(1).sum(1).mean() if aux["delta_w"] is not None else 0.0
-        return pc.lambda_p * (dw + dp.squared_norm(scales))  # Delta P measured on the effective weights
+    def penalty(aux: dict) -> torch.Tensor:  # Eq. 6
+        return delta_penalty(aux["delta_w"], dp.squared_norm(scales), pc.lambda_p)
 
     history = []
     for step in range(steps):
