@@ -92,11 +92,12 @@ def bench_face_alignment(root: Path, manifest: Path, detect_every: int) -> dict:
 
 
 def bench_loader(shards: Path, size: int, seconds: float = 20.0) -> dict:
-    from stylesync.config import LoaderConfig
-    from stylesync.data.loader import make_loader, shard_urls, training_pipeline
+    from stylesync.config import LoaderConfig, PathsConfig
+    from stylesync.data.loader import make_loader, training_pipeline
+    from stylesync.layout import Layout
 
     cfg = LoaderConfig(batch_size=8, windows_per_clip=4, shuffle_buffer=64, workers=0)
-    it = iter(make_loader(training_pipeline(shard_urls(shards, "train"), cfg, size), 0))
+    it = iter(make_loader(training_pipeline(Layout(PathsConfig(shards=str(shards))).shard_urls("train"), cfg, size), 0))
     next(it)
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -116,11 +117,13 @@ def bench_mel() -> dict:
 
 
 def bench_codecs(shards: Path) -> dict:
-    from stylesync.data.loader import iter_clips, shard_urls
+    from stylesync.config import PathsConfig
+    from stylesync.data.loader import iter_clips
     from stylesync.data.sample import decode_frames, encode_frames
+    from stylesync.layout import Layout
     from stylesync.eval.metrics import psnr
 
-    meta, frames, _ = next(iter_clips(shard_urls(shards, "train")))
+    meta, frames, _ = next(iter_clips(Layout(PathsConfig(shards=str(shards))).shard_urls("train")))
     out = {}
     for codec, kw in (("jpeg", {"quality": 95}), ("h264", {"crf": 12})):
         field, blob = encode_frames(frames, codec, **kw)

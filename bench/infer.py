@@ -30,7 +30,7 @@ def main() -> None:
     from stylesync.infer import Lipsyncer
     from stylesync.models.card import generator_inputs
     from stylesync.models.generator import StyleSyncGenerator
-    from stylesync.train.build import save_generator
+    from stylesync.models.store import save_generator
 
     dev = torch.device(args.device)
     torch.manual_seed(0)

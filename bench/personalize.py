@@ -22,7 +22,7 @@ from isolated import run_isolated  # bench/ is on sys.path when a bench runs as 
 def _one(identity: str, q) -> None:
     from stylesync.config import load_params
     from stylesync.train.catalog import load_catalog
-    from stylesync.train.personalize import personalize_identity
+    from stylesync.stages.personal_identity import personalize_identity
 
     p = load_params("params.yaml")
     with tempfile.TemporaryDirectory() as d:  # outputs elsewhere: the demo's models/personal stays as it is
@@ -72,15 +72,16 @@ def storage_quality_on_demo() -> dict:
     from stylesync.eval.protocol import generate, mouth_scores, prepare_clip
     from stylesync.models.checkpoint import read_model
     from stylesync.models.delta import pack_delta, unpack_delta
-    from stylesync.train.build import mask_tensor
-    from stylesync.train.personalize import load_personal
+    from stylesync.face.mask import mask_tensor
+    from stylesync.layout import Layout
+    from stylesync.models.store import load_personal
 
     p = load_params("params.yaml")
     root = Path(p.paths.models) / "personal"
     rows = {}
     for d in sorted(x for x in root.iterdir() if (x / "config.json").exists())[:2]:
         state, meta = read_model(d)
-        P = load_personal(p, d)
+        P = load_personal(Layout(p.paths).backbone, d)
         shifts, mlp = unpack_delta(state)
         clips = meta["data"]["held_out"][:1]
         shard = sorted(Path(p.paths.shards).glob("test/*.tar"))

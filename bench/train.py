@@ -27,7 +27,7 @@ def _job(job: dict, q) -> None:
     from stylesync.models.generator import StyleSyncGenerator
     from stylesync.models.syncnet import ExpertSyncNet
     from stylesync.profiles import load_profile
-    from stylesync.train.build import mask_tensor
+    from stylesync.face.mask import mask_tensor
     from stylesync.train.step import StepModules, backbone_param_groups, make_optimizers, train_step
 
     torch.manual_seed(0)

@@ -29,24 +29,24 @@ def arg(*flags, **kw) -> tuple[tuple, dict]:
 
 
 COMMANDS: dict[str, Command] = {
-    "synth": Command("stylesync.data.synthetic:run", "generate the synthetic talking-face corpus (VoxCeleb2 layout)"),
+    "synth": Command("stylesync.stages.synth:run", "generate the synthetic talking-face corpus (VoxCeleb2 layout)"),
     "manifest": Command(
-        "stylesync.data.manifest:run", "scan VoxCeleb2 / LRW / synthetic roots into data/manifest.parquet",
+        "stylesync.stages.manifest:run", "scan VoxCeleb2 / LRW / synthetic roots into data/manifest.parquet",
         [arg("-o", "--output", help="output parquet (default: paths.manifest)")],
     ),
     "preprocess": Command(
-        "stylesync.data.build_shards:run", "manifest -> aligned faces + mel in WebDataset shards (Ray Data)",
+        "stylesync.stages.preprocess:run", "manifest -> aligned faces + mel in WebDataset shards (Ray Data)",
         [arg("--executor", choices=["ray", "local"], default="ray", help="Ray Data (default) or in-process")],
     ),
-    "train-syncnet": Command("stylesync.train.syncnet:run", "train the expert SyncNet on the shards"),
-    "train": Command("stylesync.train.backbone:run", "train the generalized StyleSync backbone on Ray Train"),
+    "train-syncnet": Command("stylesync.stages.train_syncnet:run", "train the expert SyncNet on the shards"),
+    "train": Command("stylesync.stages.train_backbone:run", "train the generalized StyleSync backbone on Ray Train"),
     "personalize": Command(
-        "stylesync.train.catalog:run", "personalize the backbone for every identity of the speaker catalog (Ray tasks)",
+        "stylesync.stages.personalize:run", "personalize the backbone for every identity of the speaker catalog (Ray tasks)",
         [arg("--executor", choices=["ray", "local"], default="ray", help="Ray tasks (default) or in-process")],
     ),
-    "evaluate": Command("stylesync.eval.evaluate:run", "the paper's Table 1 protocol: models side by side -> metrics/eval.json"),
+    "evaluate": Command("stylesync.stages.evaluate:run", "the paper's Table 1 protocol: models side by side -> metrics/eval.json"),
     "sync": Command(
-        "stylesync.infer:run", "lip-sync a video (or a folder of videos) to an audio track",
+        "stylesync.stages.sync:run", "lip-sync a video (or a folder of videos) to an audio track",
         [arg("--video", required=True, help="video file or folder"),
          arg("--audio", required=True, help="audio (or video) file, or a folder matched by file name"),
          arg("-o", "--output", required=True, help="output mp4 (a folder in batch mode)"),
@@ -56,14 +56,14 @@ COMMANDS: dict[str, Command] = {
          arg("--start", type=float, default=0.0, help="seconds: start of the part to process"),
          arg("--end", type=float, default=None, help="seconds: end of the part to process")],
     ),
-    "render": Command("stylesync.render:run", "lip-sync demo test videos to other identities' audio (renders/)"),
+    "render": Command("stylesync.stages.render:run", "lip-sync demo test videos to other identities' audio (renders/)"),
     "params": Command(
         "stylesync.profiles:run", "print the resolved params, or a profile (e.g. params/paper.yaml) applied",
         [arg("--profile", help="overlay YAML applied on top of --params"),
          arg("--dvc-args", action="store_true", help="print the overlay as `-S key=value` for `dvc exp run`")],
     ),
     "model-card": Command(
-        "stylesync.models.card:run", "parameter counts and FLOPs of the configured models",
+        "stylesync.stages.model_card:run", "parameter counts and FLOPs of the configured models",
         [arg("-o", "--output", help="output JSON (default: <paths.metrics>/model.json)")],
     ),
 }

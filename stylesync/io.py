@@ -1,15 +1,18 @@
 """Filesystem helpers: one small set of calls for local paths and fsspec URIs (s3://, gs://,
 memory://, ...), atomic writes, safe identifiers, JSON outputs.
 
-Local paths keep their plain `os`/`pathlib` behaviour (atomic by temp file + rename). On object
-stores there is no rename: a single-object PUT is atomic, so a file is written with one PUT, and a
-directory "commits" with a marker object (`.complete`) written after its files (see `atomic_dir`).
-Every stage builds its paths with `join` (posixpath for URIs) and touches storage only through these
-helpers, so that the same code runs on a laptop and on a cluster with object storage.
+Every helper resolves its path once (`filesystem`) to an fsspec filesystem and a path within it;
+plain paths get fsspec's local filesystem, so local disks and object stores share one code path.
+Only committing differs by filesystem, and that logic is ours: on local disk a file or directory
+is written under a temporary name and renamed into place; object stores have no rename, but a
+single-object PUT is atomic, so a file is one PUT and a directory "commits" with a marker object
+(`.complete`) written after its files (see `atomic_dir`). Stages build paths with `join` and touch
+storage only through these helpers, so the same code runs on a laptop and on a cluster.
 """
 from __future__ import annotations
 
 import contextlib
+import glob as _glob
 import hashlib
 import io as _io
 import json
@@ -19,10 +22,11 @@ import re
 import shutil
 import tempfile
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator, Optional
 
 import fsspec
+from fsspec.implementations.local import LocalFileSystem
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -39,14 +43,16 @@ def safe_name(identifier: str) -> str:
 
 
 def child_path(root: str | Path, identifier: str) -> Path | str:
-    """root / safe_name(identifier), checked to stay inside root (a URI string for URI roots; the
-    safe name has no separators, so it cannot leave the root)."""
-    if is_uri(root):
-        return join(root, safe_name(identifier))
-    root = Path(root).resolve()
-    path = (root / safe_name(identifier)).resolve()
-    if root not in path.parents:
-        raise ValueError(f"{identifier!r} escapes {root}")
+    """root / safe_name(identifier): a resolved Path checked to stay inside root on local disk (a
+    symlink could lead out), the joined URI elsewhere (a safe name has no separators)."""
+    name = safe_name(identifier)
+    fs, p = filesystem(root)
+    if not is_local(fs):
+        return join(root, name)
+    base = Path(p).resolve()
+    path = (base / name).resolve()
+    if base not in path.parents:
+        raise ValueError(f"{identifier!r} escapes {base}")
     return path
 
 
@@ -63,22 +69,26 @@ COMPLETE = ".complete"  # marker object of a finished directory on an object sto
 
 
 def is_uri(path: str | os.PathLike) -> bool:
+    """A remote (non-local) URI: has a scheme other than file://."""
     return "://" in str(path) and not str(path).startswith("file://")
 
 
 def protocol(path: str | os.PathLike) -> str:
     """'s3', 'gs', 'memory', ... ('file' for local paths)."""
-    return fsspec.core.split_protocol(str(path))[0] or "file" if is_uri(path) else "file"
+    return fsspec.core.split_protocol(str(path))[0] or "file"
 
 
 def filesystem(path: str | os.PathLike) -> tuple[fsspec.AbstractFileSystem, str]:
-    """(filesystem, path within it) without glob expansion of the path. Listings are not cached for
-    object stores (another process may have written since). A protocol whose package is missing
-    raises StorageError naming the package to install."""
-    proto = protocol(path)
-    opts = {"use_listings_cache": False} if proto in OBJECT_STORES - {"memory"} else {}
+    """(filesystem, path within it), without glob expansion. Plain paths and file:// URLs get the
+    local filesystem and an absolute path ('::' in a local name is not fsspec URL chaining).
+    Listings are not cached for object stores (another process may have written since). A
+    protocol whose package is missing raises StorageError naming the package to install."""
+    s, proto = str(path), protocol(path)
     try:
-        return fsspec.core.url_to_fs(str(path), **opts)
+        if proto == "file":
+            return fsspec.filesystem("file"), fsspec.core.strip_protocol(s)
+        opts = {"use_listings_cache": False} if proto in OBJECT_STORES - {"memory"} else {}
+        return fsspec.core.url_to_fs(s, **opts)
     except ImportError as e:
         pkg = _PACKAGES.get(proto, f"the fsspec implementation of {proto}://")
         extra = " (or the project's extra: pip install 'stylesync[s3]')" if pkg == "s3fs" else ""
@@ -95,53 +105,45 @@ def is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
     return bool(OBJECT_STORES.intersection(protos))
 
 
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """The local disk: files and directories commit by rename (see `atomic_write_bytes`)."""
+    return isinstance(fs, LocalFileSystem)
+
+
 def join(root: str | os.PathLike, *parts: str) -> str:
-    """root/parts: posixpath for URIs (keeping the scheme's '//'), os.path for local paths."""
-    if is_uri(root):
-        return posixpath.join(str(root).rstrip("/"), *parts)
-    return os.path.join(str(root), *parts)
+    """root/parts, spelled like root ('/'-separated; a URI keeps its scheme)."""
+    return posixpath.join(str(root), *parts)
 
 
 def parent(path: str | os.PathLike) -> str:
-    """The directory holding `path` (a URI for URIs)."""
-    if is_uri(path):
-        return posixpath.dirname(str(path).rstrip("/"))
-    return str(Path(path).parent)
+    """The directory holding `path`, spelled like it (a URI for URIs)."""
+    scheme, sep, rest = str(path).rpartition("://")
+    return f"{scheme}{sep}{PurePosixPath(rest).parent}"
 
 
 def exists(path: str | os.PathLike) -> bool:
-    if not is_uri(path):
-        return os.path.exists(path)
     fs, p = filesystem(path)
     return fs.exists(p)
 
 
 def isdir(path: str | os.PathLike) -> bool:
-    if not is_uri(path):
-        return os.path.isdir(path)
     fs, p = filesystem(path)
     return fs.isdir(p)
 
 
 def size(path: str | os.PathLike) -> int:
-    if not is_uri(path):
-        return os.path.getsize(path)
     fs, p = filesystem(path)
     return int(fs.size(p))
 
 
 def open_file(path: str | os.PathLike, mode: str = "rb", **kw: Any):
-    """A file object for reading (or non-atomic writing) at a local path or URI. For whole files
-    written by the pipeline use `atomic_write_bytes`."""
-    if not is_uri(path):
-        return open(path, mode, **kw)
+    """A file object for reading (or non-atomic writing). For whole files written by the pipeline
+    use `atomic_write_bytes`."""
     fs, p = filesystem(path)
     return fs.open(p, mode, **kw)
 
 
 def read_bytes(path: str | os.PathLike) -> bytes:
-    if not is_uri(path):
-        return Path(path).read_bytes()
     fs, p = filesystem(path)
     return fs.cat_file(p)
 
@@ -152,42 +154,27 @@ def read_text(path: str | os.PathLike) -> str:
 
 def makedirs(path: str | os.PathLike) -> None:
     """mkdir -p (object stores have no directories: nothing to do there)."""
-    if not is_uri(path):
-        Path(path).mkdir(parents=True, exist_ok=True)
-        return
     fs, p = filesystem(path)
     if not is_object_store(fs):
         fs.makedirs(p, exist_ok=True)
 
 
 def remove(path: str | os.PathLike, recursive: bool = False) -> None:
-    """Delete a file (or a directory tree with recursive=True); a missing path is not an error."""
-    if not is_uri(path):
-        p = Path(path)
-        if p.is_dir() and not p.is_symlink():
-            if recursive:
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                p.rmdir()
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                p.unlink()
-        return
+    """Delete a file (or a directory tree with recursive=True; a symlink is unlinked, not
+    followed); a missing path is not an error."""
     fs, p = filesystem(path)
     with contextlib.suppress(FileNotFoundError):
-        if recursive and fs.isdir(p):
-            fs.rm(p, recursive=True)
-        elif fs.isfile(p):
+        if not (recursive and fs.isdir(p)):
             fs.rm_file(p)
+        elif is_object_store(fs):  # object by object: their rm() takes '[', '*', '?' in a path for a glob
+            for f in fs.find(p):
+                fs.rm_file(f)
+        else:
+            fs.rm(p, recursive=True)
 
 
 def find(root: str | os.PathLike) -> list[str]:
     """Every file under `root`, as sorted '/'-separated paths relative to it ([] if root is missing)."""
-    if not is_uri(root):
-        base = Path(root)
-        if not base.is_dir():
-            return []
-        return sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if not p.is_dir())
     fs, p = filesystem(root)
     prefix = p.rstrip("/") + "/"
     with contextlib.suppress(FileNotFoundError):
@@ -196,38 +183,35 @@ def find(root: str | os.PathLike) -> list[str]:
 
 
 def glob(root: str | os.PathLike, pattern: str) -> list[str]:
-    """Sorted paths (spelled like `root`: local paths or URIs) under root matching a glob pattern
-    relative to it (e.g. 'train/shard-*.tar')."""
-    if not is_uri(root):
-        return sorted(str(p) for p in Path(root).glob(pattern))
+    """Sorted paths (spelled like `root`) under root matching a glob pattern relative to it (e.g.
+    'train/shard-*.tar'); root itself is taken literally."""
     fs, p = filesystem(root)
     prefix = p.rstrip("/") + "/"
-    return sorted(join(root, f[len(prefix):]) for f in fs.glob(prefix + pattern) if f.startswith(prefix))
+    return sorted(join(root, f[len(prefix):]) for f in fs.glob(_glob.escape(prefix) + pattern)
+                  if f.startswith(prefix))
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part
-    (local: temp file + rename; object store: one PUT; other fsspec filesystems: temp + move)."""
-    if is_uri(path):
-        fs, p = filesystem(path)
-        if is_object_store(fs):
-            fs.pipe_file(p, data)
-            return
-        fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    (local: fsynced temp file + rename; object store: one PUT; other filesystems: temp + move)."""
+    fs, p = filesystem(path)
+    if is_object_store(fs):
+        fs.pipe_file(p, data)
+        return
+    fs.makedirs(posixpath.dirname(p), exist_ok=True)
+    if not is_local(fs):
         tmp = f"{p}.tmp-{uuid.uuid4().hex}"
         with fs.open(tmp, "wb") as f:
             f.write(data)
         fs.mv(tmp, p)
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{posixpath.basename(p)}.", suffix=".tmp", dir=posixpath.dirname(p))
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, p)
     except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -245,7 +229,7 @@ def read_json(path: str | os.PathLike) -> Any:
 
 
 def write_parquet(table, path: str | os.PathLike) -> None:
-    """A pyarrow table as parquet, atomically (local or URI)."""
+    """A pyarrow table as parquet, atomically."""
     import pyarrow.parquet as pq
 
     buf = _io.BytesIO()
@@ -254,13 +238,12 @@ def write_parquet(table, path: str | os.PathLike) -> None:
 
 
 def read_parquet(path: str | os.PathLike):
-    """A parquet file (local or URI) as a pyarrow table (read through fsspec, so that URIs use the
-    same filesystem configuration as every other read)."""
+    """A parquet file as a pyarrow table, read through the path's fsspec filesystem (pyarrow reads
+    the local one natively)."""
     import pyarrow.parquet as pq
 
-    if not is_uri(path):
-        return pq.read_table(str(path))
-    return pq.read_table(_io.BytesIO(read_bytes(path)))
+    fs, p = filesystem(path)
+    return pq.read_table(p, filesystem=fs)
 
 
 def _json_default(o: Any) -> Any:
@@ -273,14 +256,15 @@ def _json_default(o: Any) -> Any:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory to fill; on success it replaces `path` as a whole.
+    """Yield a temporary local directory to fill; on success it replaces `path` as a whole.
 
-    Local: a sibling directory renamed into place. URI: a local temporary directory uploaded on
-    success: the old `.complete` marker is removed, the files are put (one PUT each, `COMMIT_LAST`
-    names last), then the marker, then objects of an older version that the new one lacks are
-    deleted. `dir_complete` tells a finished directory; model directories are also self-checking
+    Local: a sibling directory renamed into place. Elsewhere: uploaded on success by `upload_dir`:
+    the old `.complete` marker is removed, the files are put (one PUT each, `COMMIT_LAST` names
+    last), then the marker, then objects of an older version that the new one lacks are deleted.
+    `dir_complete` tells a finished directory; model directories are also self-checking
     (config.json, written last, holds the sha256 of the weights)."""
-    if is_uri(path):
+    fs, p = filesystem(path)
+    if not is_local(fs):
         tmp = Path(tempfile.mkdtemp(prefix="stylesync-upload-"))
         try:
             yield tmp
@@ -288,18 +272,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         return
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    target = Path(p)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex}")
-            os.replace(path, old)
-            os.replace(tmp, path)
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex}")
+            os.replace(target, old)
+            os.replace(tmp, target)
             shutil.rmtree(old, ignore_errors=True)
         else:
-            os.replace(tmp, path)
+            os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -330,19 +314,19 @@ def upload_dir(local: str | os.PathLike, uri: str) -> None:
 
 
 def dir_complete(path: str | os.PathLike) -> bool:
-    """A directory written by `atomic_dir` in full (local: it exists; URI: its marker exists)."""
-    return exists(join(path, COMPLETE)) if is_uri(path) else os.path.isdir(path)
+    """A directory written by `atomic_dir` in full (local: it exists; elsewhere: its marker exists)."""
+    fs, p = filesystem(path)
+    return fs.isdir(p) if is_local(fs) else fs.exists(posixpath.join(p, COMPLETE))
 
 
 @contextlib.contextmanager
 def local_file(path: str | os.PathLike) -> Iterator[str]:
-    """A local path for `path` (a temporary copy for URIs)."""
-    if not is_uri(path):
-        yield str(path)
-        return
+    """A local path for `path` (a temporary copy unless it is on local disk)."""
     fs, p = filesystem(path)
-    suffix = Path(p).suffix
-    fd, tmp = tempfile.mkstemp(suffix=suffix)
+    if is_local(fs):
+        yield p
+        return
+    fd, tmp = tempfile.mkstemp(suffix=PurePosixPath(p).suffix)
     os.close(fd)
     try:
         fs.get_file(p, tmp)  # (get() would glob '[', '*', '?' in names)
@@ -353,7 +337,7 @@ def local_file(path: str | os.PathLike) -> Iterator[str]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """sha256 of a file (local path or fsspec URI)."""
+    """sha256 of a file."""
     h = hashlib.sha256()
     with open_file(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -363,11 +347,11 @@ def file_sha256(path: str | Path) -> str:
 
 @contextlib.contextmanager
 def local_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """A local directory with the contents of `path` (a temporary download for URIs)."""
-    if not is_uri(path):
-        yield Path(path)
-        return
+    """A local directory with the contents of `path` (a temporary download unless on local disk)."""
     fs, p = filesystem(path)
+    if is_local(fs):
+        yield Path(p)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="stylesync-download-"))
     try:
         for rel in find(path):
@@ -384,22 +368,22 @@ def ray_storage(path: str | os.PathLike) -> tuple[str, Optional[Any]]:
     """(storage_path, storage_filesystem) for Ray Train's RunConfig: a local absolute path and None,
     or the path within the filesystem and a pyarrow wrapper of the same fsspec filesystem that
     every other stage uses (one configuration: credentials, endpoint)."""
-    if not is_uri(path):
-        return str(Path(path).resolve()), None
+    fs, p = filesystem(path)
+    if is_local(fs):
+        return str(Path(p).resolve()), None
     import pyarrow.fs as pafs
 
-    fs, p = filesystem(path)
     return p, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def copy_to_local(paths: Iterable[str], directory: str | os.PathLike) -> list[str]:
-    """Local copies of files (URIs downloaded into `directory`, local paths returned as they are)."""
+    """Local copies of files (remote ones downloaded into `directory`, local paths returned as they are)."""
     out = []
     for i, path in enumerate(paths):
-        if not is_uri(path):
+        fs, p = filesystem(path)
+        if is_local(fs):
             out.append(str(path))
             continue
-        fs, p = filesystem(path)
         dst = Path(directory) / f"{i:06d}-{posixpath.basename(p)}"
         fs.get_file(p, str(dst))
         out.append(str(dst))

@@ -20,6 +20,20 @@ def test_bad_override_is_a_clear_error(capsys):
     assert "model.generator.nope" in capsys.readouterr().err
 
 
+def test_params_profile_with_overrides(capsys):
+    """`stylesync params --profile X -S k=v` applies both (the -S used to be dropped)."""
+    import yaml
+
+    assert main(["params", "--profile", "params/paper.yaml", "-S", "train.steps=7", "-S", "train.amp='off'"]) == 0
+    merged = yaml.safe_load(capsys.readouterr().out)
+    assert (merged["train"]["steps"], merged["train"]["amp"], merged["model"]["generator"]["size"]) == (7, "off", 256)
+    assert main(["params", "--profile", "params/paper.yaml", "--dvc-args", "-S", "train.steps=7"]) == 0
+    out = capsys.readouterr().out
+    assert "-S train.steps=300000" in out and out.rstrip().endswith("-S train.steps=7")  # the later -S wins in DVC
+    assert main(["params", "--profile", "params/paper.yaml", "-S", "train.amp=fp16"]) == 2
+    assert "train.amp must be" in capsys.readouterr().err
+
+
 def test_module_entry_point_help():
     r = subprocess.run([sys.executable, "-m", "stylesync", "--help"], capture_output=True, text=True)
     assert r.returncode == 0 and "model-card" in r.stdout

@@ -6,7 +6,7 @@ from stylesync.config import GeneratorConfig
 from stylesync.models.generator import StyleSyncGenerator, masked_noise_layers
 from stylesync.models.synthesis import n_latent, n_noise, noise_resolutions
 
-from conftest import lower_half_mask, tiny_generator_config
+from helpers import lower_half_mask, tiny_generator_config
 
 
 def inputs(size, b=2):
@@ -103,7 +103,7 @@ def test_delta_p_zero_is_bit_identical_and_nonzero_changes_output(tiny_gcfg):
     # gradients reach Delta P, base weights untouched by construction
     g.zero_grad()
     g(*x).mean().backward()
-    assert all(s.grad is not None for s in dp.shifts.values() if s.requires_grad)
+    assert all(s.grad is not None and s.grad.abs().sum() > 0 for s in dp.shifts.values())  # every shift moves the output
 
 
 def test_delta_p_scope_with_mapping(tiny_gcfg):

@@ -1,7 +1,6 @@
 """Inference end to end on a real photograph with real recorded speech, and its pieces."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import cv2
@@ -9,19 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from stylesync.config import DiscriminatorConfig, FaceConfig, InferConfig, LossConfig, MaskConfig, OptimConfig
+from stylesync.config import InferConfig, MaskConfig
 from stylesync.face.paste import blend_mask
 from stylesync.face.template import canonical_landmarks
 from stylesync.infer import Lipsyncer, ping_pong, smooth_audio_features
-from stylesync.models.discriminator import Discriminator
-from stylesync.models.generator import StyleSyncGenerator
-from stylesync.train.build import mask_tensor, save_generator
-from stylesync.train.step import StepModules, make_optimizers, train_step
 from stylesync.video import probe, read_audio, read_video, write_video
 
-from conftest import tiny_generator_config
+from helpers import SPEECH
 
-SPEECH = Path("/usr/share/codec2/raw/speech_orig_16k.wav")  # Debian package codec2-examples (make test installs it)
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512), placed by hand: eye centres, mouth
 # corners and chin; the 68-point template is fitted to them (similarity, least squares).
@@ -56,24 +50,6 @@ def astronaut_video(path: Path, n: int = 40, size: int = 256) -> tuple[np.ndarra
     write_video(path, frames, 25.0, None, crf=10)
     np.save(path.with_name(path.stem + ".landmarks.npy"), lms)
     return frames, lms
-
-
-@pytest.fixture(scope="module")
-def small_trained_model(tmp_path_factory):
-    """A tiny generator trained for a few steps on random windows (weights that are not the init)."""
-    torch.manual_seed(0)
-    cfg = tiny_generator_config(size=64)
-    g = StyleSyncGenerator(cfg)
-    d = Discriminator(DiscriminatorConfig(size=64, channel_multiplier=1, narrow=1 / 16))
-    og, od = make_optimizers(g.parameters(), d.parameters(), OptimConfig(), 16)
-    m = StepModules(g, d, og, od, mask_tensor(64, MaskConfig()), None, None)
-    for step in range(3):
-        batch = {"target": torch.rand(1, 5, 3, 64, 64), "reference": torch.rand(1, 5, 3, 64, 64),
-                 "mel": torch.randn(1, 5, 1, 80, 16), "sync_mel": torch.randn(1, 1, 80, 16)}
-        train_step(m, batch, step, LossConfig(sync=False), OptimConfig())
-    out = tmp_path_factory.mktemp("model") / "generator"
-    save_generator(out, g, FaceConfig(crop_size=128))
-    return out
 
 
 def test_ping_pong_and_audio_smoothing():
@@ -151,7 +127,7 @@ def test_frames_without_a_face_are_copied(tmp_path, small_trained_model):
 
 
 def test_start_end_and_batch_folder(tmp_path, small_trained_model):
-    from stylesync.infer import _pairs
+    from stylesync.stages.sync import pairs as _pairs
 
     folder = tmp_path / "videos"
     folder.mkdir()

@@ -12,7 +12,7 @@ from stylesync.face.landmarks import (
     FAN_FILE, S3FD_FILE, FaceAlignmentLandmarks, interpolate_boxes, load_sidecar, smooth_landmarks,
 )
 
-from fakes import make_clip
+from drawn_clips import make_clip
 
 
 @pytest.fixture(scope="module")
@@ -36,24 +36,32 @@ def test_missing_weights_error_says_where(tmp_path):
 
 
 def test_face_alignment_backend_runs_batched(random_fa_weights, tmp_path):
+    """The backend inside the per-clip pipeline, run once. With random weights S3FD fires all over every
+    frame (~100 boxes of about the same size): boxes on every key frame, so FAN runs on every frame (in
+    batches), and the several-faces gate rejects the clip on what the backend reported."""
     cfg = LandmarksConfig(backend="face_alignment", weights_dir=str(random_fa_weights), detect_every=5, batch_size=8)
     fa = FaceAlignmentLandmarks(cfg)
-    path = make_clip(tmp_path / "c.mp4", n_frames=12)
-    from stylesync.video import read_video
-
-    frames, _ = read_video(path)
-    calls = []
+    path = make_clip(tmp_path / "c.mp4", n_frames=10)
+    calls, runs = [], []
     original = fa.fa.face_alignment_net.forward
     fa.fa.face_alignment_net.forward = lambda x: calls.append(x.shape[0]) or original(x)
-    track = fa(frames)
-    assert track.landmarks.shape == (12, 68, 2) and track.landmarks.dtype == np.float32
-    assert (track.n_faces[[0, 5, 10, 11]] >= 0).all() and (track.n_faces[[1, 2, 3, 4]] == -1).all()
-    if np.isfinite(track.landmarks).all():  # (random detector weights: boxes may be anywhere)
-        assert calls == [8, 4]  # FAN ran batched over frames
-    # the whole per-clip pipeline accepts the backend (gates may reject random landmarks)
-    res = process_clip({"clip_id": "x", "path": str(path), "identity": "i", "split": "train"},
-                       PreprocessConfig(gates=GateConfig(min_frames=10)), FaceConfig(crop_size=64), landmarker=fa)
-    assert (res.sample is not None) or res.failure["stage"] in ("landmarks", "align")
+
+    def landmarker(frames):
+        runs.append(fa(frames))
+        return runs[-1]
+
+    gates = GateConfig(min_frames=10)
+    res = process_clip({"clip_id": "x", "path": str(path), "identity": "i", "split": "train"},  # no sidecar
+                       PreprocessConfig(gates=gates), FaceConfig(crop_size=64), landmarker=landmarker)
+    assert len(runs) == 1, res.failure
+    track = runs[0]
+    assert track.landmarks.shape == (10, 68, 2) and track.landmarks.dtype == np.float32
+    keys, between = [0, 5, 9], [1, 2, 3, 4, 6, 7, 8]  # detect_every=5, and the last frame
+    assert (track.n_faces[keys] > 1).all() and (track.n_faces[between] == -1).all()
+    assert np.isfinite(track.landmarks).all()  # boxes interpolated between key frames: FAN ran everywhere
+    assert calls == [8, 2]  # FAN ran batched over the 10 frames
+    assert (track.second_face_ratio[keys] >= gates.several_faces_ratio).all() and (track.second_face_ratio[between] == 0).all()
+    assert res.sample is None and (res.failure["stage"], res.failure["reason"]) == ("landmarks", "several_faces")
 
 
 def test_interpolate_boxes():

@@ -12,10 +12,10 @@ import torch
 from stylesync.audio import mel_start
 from stylesync.config import LoaderConfig
 from stylesync.data.build_shards import build_shards
-from stylesync.data.loader import iter_clips, make_loader, shard_urls, training_pipeline
+from stylesync.data.loader import iter_clips, make_loader, training_pipeline
 from stylesync.data.shards import sample_tar_bytes
 
-from test_preprocess import params_for, write_small_manifest
+from helpers import params_for, shard_urls, write_small_manifest
 
 
 @pytest.fixture(scope="module")

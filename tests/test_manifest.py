@@ -15,8 +15,9 @@ import pytest
 from stylesync.config import ManifestConfig, Params, PathsConfig, SourceConfig
 from stylesync.data.manifest import (
     SCHEMA, UNKNOWN_IDENTITY, ManifestError, build_manifest, keep_fraction, list_clips, parse_lrw_txt,
-    read_manifest, run, selection_key, write_manifest,
+    read_manifest, selection_key, write_manifest,
 )
+from stylesync.stages.manifest import run
 from stylesync.video import write_video
 
 SR = 16000

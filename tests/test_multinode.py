@@ -18,8 +18,7 @@ from safetensors.torch import load_file
 
 from stylesync.data.build_shards import build_shards
 
-from test_preprocess import params_for, shard_bytes, small_corpus
-from test_train import _with_expert, tiny_params
+from helpers import params_for, shard_bytes, tiny_params, with_expert, write_small_manifest
 
 NODE = dict(num_cpus=1, object_store_memory=100 * 1024 ** 2)
 
@@ -78,12 +77,7 @@ def train_worker_actors() -> int:
 
 def _corpus(tmp: Path):
     p = params_for(tmp)
-    small_corpus(tmp / "raw", n=9)
-    from stylesync.config import ManifestConfig, SourceConfig
-    from stylesync.data.manifest import build_manifest, write_manifest
-
-    write_manifest(build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", str(tmp / "raw"))], workers=2)),
-                   p.paths.manifest)
+    write_small_manifest(tmp, p, n=9)
     return p
 
 
@@ -119,12 +113,7 @@ def test_preprocess_survives_a_lost_node_exactly_once(cluster, tmp_path):
 def corpus(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("multinode")
     p = params_for(tmp)
-    small_corpus(tmp / "raw")
-    from stylesync.config import ManifestConfig, SourceConfig
-    from stylesync.data.manifest import build_manifest, write_manifest
-
-    write_manifest(build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", str(tmp / "raw"))], workers=2)),
-                   p.paths.manifest)
+    write_small_manifest(tmp, p)
     build_shards(p, executor="local")
     return tmp
 
@@ -135,13 +124,14 @@ def _ddp_params(corpus: Path, out: Path):
     t.num_workers, t.cpus_per_worker, t.steps, t.checkpoint_every, t.max_failures = 2, 1, 12, 3, 3
     t.image_every = 0
     p.tracking.enabled = False
-    _with_expert(p)
+    with_expert(p)
     return p
 
 
 @pytest.mark.slow
 def test_ddp_training_resumes_after_a_lost_node(cluster, corpus, tmp_path):
-    from stylesync.train.backbone import run_name, train_backbone
+    from stylesync.stages.train_backbone import train_backbone
+    from stylesync.train.backbone import run_name
 
     c, (w1, _) = cluster
     straight = _ddp_params(corpus, tmp_path / "straight")

@@ -9,45 +9,31 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from stylesync.config import FaceConfig, ManifestConfig, Params, PreprocessConfig, SourceConfig
+from stylesync.config import FaceConfig, ManifestConfig, PreprocessConfig, SourceConfig
 from stylesync.data.build_shards import build_shards
 from stylesync.data.manifest import build_manifest, write_manifest
 from stylesync.data.preprocess import process_clip
 from stylesync.data.sample import decode_frames, npy_load, sample_key
 from stylesync.face.align import crop_scale
 from stylesync.face.template import ALIGN_TEMPLATE, alignment_points
+from stylesync.stages import preprocess as preprocess_stage
 
-from fakes import make_clip
+from drawn_clips import make_clip
+from helpers import params_for, shard_bytes, vox_path, write_small_manifest
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def vox_path(root: Path, split: str, identity: str, video: str, n: int) -> Path:
-    p = root / split / "mp4" / identity / video / f"{n:05d}.mp4"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    return p
 
 
 def row_for(path: Path, clip_id: str = "c", identity: str = "id0", split: str = "train", **kw) -> dict:
     lm = path.with_name(path.stem + ".landmarks.npy")
     return {"clip_id": clip_id, "identity": identity, "split": split, "dataset": "synthetic", "path": str(path),
             "landmarks_path": str(lm) if lm.exists() else None, "audio_path": None, "probe_error": None, **kw}
-
-
-def params_for(tmp: Path, **pre) -> Params:
-    p = Params()
-    p.paths.manifest = str(tmp / "manifest.parquet")
-    p.paths.shards = str(tmp / "shards")
-    p.paths.metrics = str(tmp / "metrics")
-    p.preprocess = PreprocessConfig(shard_size=3, **pre)
-    p.face = FaceConfig(crop_size=128)
-    p.ray.num_cpus = 2
-    return p
 
 
 def test_process_clip_produces_an_aligned_sample(tmp_path):
@@ -128,7 +114,8 @@ def test_fault_corpus_local(tmp_path):
     import pyarrow as pa
 
     write_manifest(pa.Table.from_pylist(rows + [extra, hostile], schema=table.schema), params.paths.manifest)
-    summary = build_shards(params, executor="local")
+    assert preprocess_stage.run(params, SimpleNamespace(executor="local")) == 0  # the stage: shards + metrics
+    summary = json.loads((Path(params.paths.metrics) / "preprocess.json").read_text())
     got = outcomes(Path(params.paths.shards))
     assert set(got) == set(expect)
     for clip, outcome in got.items():
@@ -144,23 +131,7 @@ def test_fault_corpus_local(tmp_path):
     assert by_clip["synthetic/dev/id_good/vid/00001"]["n_frames"] == 50  # 60 frames at 30 fps -> 2 s at 25
     assert abs(by_clip["synthetic/dev/id_good/vid/00002"]["n_frames"] - 50) <= 1  # 48 at 23.976
     assert by_clip["synthetic/dev/id_good/vid/00005"]["n_frames"] == 37  # audio covers 1.5 s
-    metrics = json.loads((Path(params.paths.metrics) / "preprocess.json").read_text())
-    assert metrics["failed_by_reason"]["no_audio"] == 1 and metrics["clips_ok"] == summary["clips_ok"]
-
-
-def small_corpus(root: Path, n: int = 7) -> None:
-    for i in range(n):
-        make_clip(vox_path(root, "dev" if i < 5 else "test", f"id{i % 3}", f"v{i}", 0), n_frames=30 + i, seed=i)
-
-
-def write_small_manifest(tmp: Path, params: Params) -> None:
-    small_corpus(tmp / "raw")
-    table = build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", str(tmp / "raw"))], workers=2))
-    write_manifest(table, params.paths.manifest)
-
-
-def shard_bytes(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("shard-*.tar"))}
+    assert summary["failed_by_reason"]["no_audio"] == 1 and summary["clips_ok"] == len(index)
 
 
 def test_ray_executor_is_deterministic_and_matches_local(tmp_path):

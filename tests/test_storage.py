@@ -5,11 +5,14 @@ Ray against a moto S3 server on loopback (`s3server.py`) and compares every outp
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import uuid
 from pathlib import Path
 
+import fsspec
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -18,16 +21,16 @@ from safetensors.torch import load as load_safetensors
 from stylesync import io
 from stylesync.config import LoaderConfig, SourceConfig
 from stylesync.data.build_shards import build_shards
-from stylesync.data.loader import iter_clips, make_loader, shard_urls, training_pipeline
+from stylesync.data.loader import iter_clips, make_loader, training_pipeline
 from stylesync.data.manifest import read_manifest, write_manifest
 from stylesync.data.shards import ShardStore
 from stylesync.models.checkpoint import CheckpointError, read_model
 from stylesync.models.generator import StyleSyncGenerator
 from stylesync.models.syncnet import ExpertSyncNet
-from stylesync.train.build import load_generator, load_syncnet, save_generator, save_syncnet
+from stylesync.models.store import load_generator, load_syncnet, save_generator, save_syncnet
 
 from conftest import tiny_generator_config
-from test_preprocess import params_for, write_small_manifest
+from helpers import params_for, shard_urls, small_corpus, tiny_params, write_small_manifest
 
 
 def tree_bytes(root: str, pattern: str = "shard-") -> dict[str, bytes]:
@@ -83,6 +86,62 @@ def test_io_helpers_on_memory(mem, tmp_path):
         io.exists("gs://bucket/x")
     with pytest.raises(io.StorageError, match="unknown storage protocol"):
         io.exists("nosuchfs://bucket/x")
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def any_root(request, tmp_path):
+    """A storage root on local disk, on memory:// and on S3 (moto); '[1]' because a root is
+    taken literally, never as a glob pattern."""
+    if request.param == "local":
+        yield str(tmp_path / "root[1]")
+    elif request.param == "memory":
+        root = f"memory://stylesync-{uuid.uuid4().hex[:8]}/root[1]"
+        yield root
+        io.remove(root, recursive=True)
+    else:
+        yield f"{request.getfixturevalue('s3')}/root[1]"
+
+
+def test_one_code_path_serves_local_and_remote_roots(any_root):
+    """The same helpers give the same results on a local path, memory:// and S3: each resolves the
+    path to an fsspec filesystem once; only committing (rename or PUT + marker) differs."""
+    assert isinstance(io.filesystem(any_root)[0], fsspec.AbstractFileSystem)
+    f, b, t = io.join(any_root, "a", "b.json"), io.join(any_root, "a", "c.bin"), io.join(any_root, "t.parquet")
+    io.write_json(f, {"x": 1})
+    io.atomic_write_bytes(b, b"old")
+    io.atomic_write_bytes(b, b"abc")
+    io.write_parquet(pa.table({"k": [1, 2]}), t)
+    assert io.exists(f) and io.isdir(io.join(any_root, "a")) and not io.exists(io.join(any_root, "nothing"))
+    assert io.read_json(f) == {"x": 1} and io.read_bytes(b) == b"abc" and io.size(b) == 3
+    assert io.find(any_root) == ["a/b.json", "a/c.bin", "t.parquet"] and io.find(io.join(any_root, "nothing")) == []
+    assert io.glob(any_root, "a/*.json") == [f] and io.parent(f) == io.join(any_root, "a")
+    assert io.read_parquet(t).to_pydict() == {"k": [1, 2]}
+    assert io.file_sha256(b) == hashlib.sha256(b"abc").hexdigest()
+    with io.open_file(b) as fh:
+        assert fh.read() == b"abc"
+    with io.local_file(b) as copy:
+        assert Path(copy).read_bytes() == b"abc"
+    d = io.join(any_root, "model")
+    for version in ("1", "2"):
+        with io.atomic_dir(d) as tmp:
+            (tmp / "config.json").write_text(version)
+            (tmp / f"only-in-{version}").write_text(version)
+    assert io.dir_complete(d) and not io.dir_complete(io.join(any_root, "nothing"))
+    with io.local_dir(d) as local:
+        assert sorted(p.name for p in local.iterdir()) == ["config.json", "only-in-2"]
+    io.remove(io.join(any_root, "a"), recursive=True)
+    io.remove(t)
+    io.remove(io.join(any_root, "nothing"))
+    assert [r for r in io.find(any_root) if not r.endswith(io.COMPLETE)] == ["model/config.json", "model/only-in-2"]
+
+
+def test_local_paths_resolve_to_fsspec_local_filesystem(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fs, p = io.filesystem("rel/x")
+    assert io.is_local(fs) and p == f"{tmp_path}/rel/x"
+    io.atomic_write_bytes("rel/a::b", b"1")  # '::' in a local name is no fsspec URL chaining
+    assert io.read_bytes(f"file://{tmp_path}/rel/a::b") == b"1" and io.find("rel") == ["a::b"]
+    assert io.child_path("rel", "../x y") == tmp_path / "rel" / "_x_y"
 
 
 # ------------------------------------------------------------------------------ shards
@@ -201,13 +260,11 @@ def test_pipeline_on_s3_matches_local(s3, tmp_path, monkeypatch):
 
     from stylesync.config import ManifestConfig, RayConfig
     from stylesync.data.manifest import build_manifest
-    from stylesync.ray_session import ray_session
-    from stylesync.train.backbone import run_name, train_backbone
-    from stylesync.train.catalog import run_catalog
-    from stylesync.train.syncnet import train_syncnet
-
-    from test_preprocess import small_corpus
-    from test_train import tiny_params
+    from stylesync.runtime.ray_session import ray_session
+    from stylesync.stages.train_backbone import train_backbone
+    from stylesync.train.backbone import run_name
+    from stylesync.stages.personalize import run_catalog
+    from stylesync.stages.train_syncnet import train_syncnet
 
     monkeypatch.setenv("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     small_corpus(tmp_path / "raw")

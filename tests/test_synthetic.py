@@ -13,6 +13,7 @@ from stylesync.config import SynthConfig
 from stylesync.data import synthetic
 from stylesync.data.synth_audio import frame_means
 from stylesync.data.synth_face import FaceRenderer, frame_landmarks, head_transform, sample_motion
+from stylesync.stages import synth as synth_stage
 from stylesync.video import probe, read_audio, read_video
 
 SECONDS, RES, FPS = 2.0, 96, 25.0
@@ -165,5 +166,5 @@ def test_resume_skips_complete_and_regenerates_missing(corpus, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.parent == a.parent)
     assert b.stat().st_mtime_ns != before[b]
     np.testing.assert_array_equal(np.load(b.with_suffix(".landmarks.npy")), lm_b)
-    assert synthetic.run(SimpleNamespace(synth=cfg), None) == 0  # everything complete: all skipped
+    assert synth_stage.run(SimpleNamespace(synth=cfg), None) == 0  # everything complete: all skipped
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.exists() and p.parent == a.parent)

@@ -12,17 +12,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from stylesync.config import DiscriminatorConfig, LoaderConfig, LossConfig, MaskConfig, OptimConfig, Params, SyncNetConfig
+from stylesync.config import LoaderConfig, LossConfig, MaskConfig, OptimConfig
 from stylesync.data.build_shards import build_shards
-from stylesync.data.loader import make_loader, shard_urls, training_pipeline
+from stylesync.data.loader import make_loader, training_pipeline
+from stylesync.face.mask import mask_tensor
 from stylesync.models.discriminator import Discriminator
 from stylesync.models.generator import StyleSyncGenerator
 from stylesync.models.syncnet import ExpertSyncNet
-from stylesync.train.build import mask_tensor, save_syncnet
 from stylesync.train.step import StepModules, make_optimizers, train_step
 
-from conftest import tiny_generator_config
-from test_preprocess import params_for, write_small_manifest
+from helpers import (
+    params_for, shard_urls, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config, with_expert,
+    write_small_manifest,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,30 +38,11 @@ def corpus(tmp_path_factory) -> Path:
     return tmp
 
 
-def tiny_params(corpus: Path, out: Path) -> Params:
-    p = params_for(corpus)
-    p.paths.models, p.paths.metrics, p.paths.plots, p.paths.runs = (str(out / d) for d in ("models", "metrics", "plots", "runs"))
-    p.tracking.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
-    g = tiny_generator_config()
-    p.model.generator = g
-    p.model.discriminator.size, p.model.discriminator.channel_multiplier, p.model.discriminator.narrow = 32, 1, 1 / 16
-    p.model.syncnet = SyncNetConfig(size=48, base_channels=8, embed_dim=128)
-    t = p.train
-    t.steps, t.checkpoint_every, t.log_every, t.image_every, t.val_clips = 4, 2, 1, 2, 1
-    t.loader = LoaderConfig(batch_size=2, windows_per_clip=2, shuffle_buffer=4, workers=0)
-    t.loss.d_reg_every = 2
-    s = p.syncnet_train
-    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every, s.keep = 4, 2, 1, 2, "last"
-    s.loader = LoaderConfig(batch_size=4, windows_per_clip=2, shuffle_buffer=4, workers=0)
-    p.ray.num_cpus = 2
-    return p
-
-
 def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
     torch.manual_seed(0)
     g = StyleSyncGenerator(tiny_generator_config())
-    d = Discriminator(DiscriminatorConfig(size=32, channel_multiplier=1, narrow=1 / 16))
-    sync = ExpertSyncNet(SyncNetConfig(size=48, base_channels=8, embed_dim=128)).eval().requires_grad_(False)
+    d = Discriminator(tiny_discriminator_config())
+    sync = ExpertSyncNet(tiny_syncnet_config()).eval().requires_grad_(False)
     trainable = list(g.mlp_dw.parameters()) + list(g.synthesis.to_rgbs.parameters())  # a personalization-like subset
     opt_g, opt_d = make_optimizers(trainable, d.parameters(), OptimConfig(), 16)
     ema = copy.deepcopy(g)
@@ -70,7 +53,9 @@ def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
     d_before = {k: v.clone() for k, v in d.state_dict().items()}
     s_before = {k: v.clone() for k, v in sync.state_dict().items()}
     logs = train_step(m, batch, 0, LossConfig(d_reg_every=1), OptimConfig())
-    assert {"g_adv", "l1", "sync", "d_loss", "r1", "g_total"} <= set(logs) and all(np.isfinite(list(logs.values())))
+    assert {"g_adv", "l1", "sync", "d_loss", "r1", "g_total"} <= set(logs) and all(np.isfinite(float(v)) for v in logs.values())
+    # read on the host once per log interval (train/loop.LossMeter), not by the step
+    assert all(torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad for v in logs.values())
     ids = {id(p) for p in trainable}
     names = {n for n, p in g.named_parameters() if id(p) in ids}
     changed = {k for k, v in g.state_dict().items() if not torch.equal(v, before[k])}
@@ -82,7 +67,7 @@ def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
 
 
 def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
-    from stylesync.train.syncnet import train_syncnet
+    from stylesync.stages.train_syncnet import train_syncnet
 
     p = tiny_params(corpus, tmp_path)
     m = train_syncnet(p)
@@ -111,19 +96,14 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     assert all(torch.equal(exported[k], v) for k, v in load_file(str(next((tmp_path / "runs").glob("syncnet-*")) / "best" / "model.safetensors")).items())
 
 
-def _with_expert(p: Params) -> None:
-    torch.manual_seed(0)
-    save_syncnet(Path(p.paths.models) / "syncnet", ExpertSyncNet(p.model.syncnet))
-
-
 def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    from stylesync.train.backbone import train_backbone
+    from stylesync.stages.train_backbone import train_backbone
 
     p = tiny_params(corpus, tmp_path)
     p.train.num_workers = 2
-    _with_expert(p)
+    with_expert(p)
     m = train_backbone(p)
     assert m["steps"] == 4 and m["perceptual"].startswith("off")
     dc = m["demo_check"]
@@ -146,13 +126,13 @@ def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
 
 
 def test_backbone_resume_after_worker_failure_equals_uninterrupted(corpus, tmp_path, monkeypatch):
-    from stylesync.train.backbone import train_backbone
+    from stylesync.stages.train_backbone import train_backbone
 
     straight = tiny_params(corpus, tmp_path / "straight")
-    _with_expert(straight)
+    with_expert(straight)
     train_backbone(straight)
     failed = tiny_params(corpus, tmp_path / "failed")
-    _with_expert(failed)
+    with_expert(failed)
     monkeypatch.setenv("STYLESYNC_FAULT", "train@3")  # after the step-2 checkpoint
     monkeypatch.setenv("STYLESYNC_FAULT_MARKER", str(tmp_path / "fault-marker"))
     m = train_backbone(failed)
@@ -172,7 +152,16 @@ def test_paper_profile_resolves_and_builds():
     assert (g.size, g.channel_multiplier, p.train.loss.lambda_rec, p.train.num_workers) == (256, 2, 10.0, 8)
     G = StyleSyncGenerator(g)
     assert G.n_latent == 14 and G.synthesis.num_layers == 13
-    Discriminator(p.model.discriminator)
+    # D is initialised from a rosinality StyleGAN2 (config-f, 256) checkpoint: its state dict must be
+    # that format's, name for name and shape for shape (the fixture lists the public model's keys)
+    assert p.paths.discriminator_init.endswith("stylegan2-ffhq-256.pt")
+    D = Discriminator(p.model.discriminator).eval()
+    rosinality = json.loads((REPO / "tests" / "fixtures" / "foreign_formats.json").read_text())["formats"][
+        "rosinality_discriminator_256_cm2"]
+    assert {k: list(v.shape) for k, v in D.state_dict().items()} == rosinality
+    with torch.no_grad():
+        logits = D(torch.rand(2, 3, 256, 256))
+    assert logits.shape == (2, 1) and torch.isfinite(logits).all() and logits[0] != logits[1]
 
 
 @pytest.mark.slow
@@ -188,4 +177,4 @@ def test_paper_profile_runs_one_step_at_256(corpus):
     cfg = LoaderConfig(batch_size=1, windows_per_clip=1, shuffle_buffer=1, workers=0)
     batch = next(iter(make_loader(training_pipeline(shard_urls(Path(corpus) / "shards", "train"), cfg, 256), 0)))
     logs = train_step(m, batch, 0, p.train.loss, p.train.optim)
-    assert all(np.isfinite(v) for v in logs.values())
+    assert all(np.isfinite(float(v)) for v in logs.values())

@@ -12,11 +12,11 @@ from stylesync.config import DiscriminatorConfig, LossConfig, MaskConfig, OptimC
 from stylesync.eval.evaluate import Scorers, score_clip
 from stylesync.models.discriminator import Discriminator
 from stylesync.models.generator import StyleSyncGenerator
-from stylesync.train.build import mask_tensor
+from stylesync.face.mask import mask_tensor
 from stylesync.train.losses import r1_penalty
 from stylesync.train.step import StepModules, backbone_param_groups, make_optimizers, train_step
 
-from conftest import lower_half_mask, tiny_generator_config
+from helpers import lower_half_mask, tiny_generator_config
 
 
 def _batch(b: int = 2, t: int = 5, s: int = 32) -> dict:
@@ -79,7 +79,7 @@ def test_r1_weight_in_the_step_is_stylegan2_gamma(tiny_dcfg):
     opt_g, opt_d = make_optimizers(g.backbone_parameters(), d.parameters(), frozen_d, 4)
     m = StepModules(g, d, opt_g, opt_d, mask_tensor(32, MaskConfig()), None, None, None)
     logs = train_step(m, _batch(), 0, LossConfig(sync=False, r1=10.0, d_reg_every=4), frozen_d)
-    torch.testing.assert_close(torch.tensor(logs["r1"]), d.w.detach().pow(2).sum(), rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(logs["r1"], d.w.detach().pow(2).sum(), rtol=1e-3, atol=1e-3)
 
 
 def test_every_method_is_scored_on_the_composite_and_raw_crop_is_its_own_column():

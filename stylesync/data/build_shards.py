@@ -14,19 +14,18 @@ import logging
 import pickle
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
 from tqdm import tqdm
 
 from ..config import Params
-from ..io import read_parquet, write_json
+from ..io import read_parquet
+from ..video import TARGET_FPS
 from .preprocess import (
     ClipRejected, preprocess_hash, process_clip, stage_align, stage_decode, stage_encode, stage_landmarks,
 )
 from .roots import check_manifest_roots
-from .sample import sample_key
 from .shards import ShardPlan, ShardStore, plan_fingerprint, plan_shards
 
 log = logging.getLogger(__name__)
@@ -73,16 +72,16 @@ class DecodeStage(_Stage):
 
 
 class LandmarkStage(_Stage):
-    """Holds the face-alignment model (one per actor)."""
+    """Holds the landmark models (face-alignment or dlib; one per actor)."""
 
     stage = "landmarks"
 
     def __init__(self, params: Params):
         super().__init__(params)
-        from ..face.landmarks import FaceAlignmentLandmarks
-        from ..train.device import resolve_device
+        from ..face.landmarks import make_landmarker
+        from ..runtime.device import resolve_device
 
-        self.landmarker = FaceAlignmentLandmarks(params.preprocess.landmarks, str(resolve_device(params.device)))
+        self.landmarker = make_landmarker(params.preprocess.landmarks, str(resolve_device(params.device)))
 
     def step(self, clip):
         return stage_landmarks(clip, self.landmarker)
@@ -102,7 +101,7 @@ class GPENStage(_Stage):
     def __init__(self, params: Params):
         super().__init__(params)
         from ..face.restore import GPENRestorer
-        from ..train.device import resolve_device
+        from ..runtime.device import resolve_device
 
         self.restorer = GPENRestorer(params.preprocess.gpen, str(resolve_device(params.device)))
 
@@ -157,7 +156,7 @@ def _pending(plans: list[ShardPlan], store: ShardStore, rows_by_id: dict,
 def _run_ray(params: Params, store: ShardStore, todo: list, on_done) -> None:
     import ray
 
-    from ..ray_session import ray_session
+    from ..runtime.ray_session import ray_session
 
     pp = params.preprocess
     with ray_session(params.ray):
@@ -175,7 +174,7 @@ def _run_ray(params: Params, store: ShardStore, todo: list, on_done) -> None:
         # bytes). Model stages keep their actor pools.
         ds = ds.map(DecodeStage(params))
         gpus = ray.cluster_resources().get("GPU", 0) > 0
-        if pp.landmarks.backend == "face_alignment":
+        if pp.landmarks.backend != "precomputed":
             ds = ds.map(LandmarkStage, fn_constructor_args=(params,),
                         compute=ray.data.ActorPoolStrategy(size=pp.landmarks.actors),
                         num_gpus=pp.landmarks.gpus_per_actor if gpus else 0)
@@ -190,10 +189,10 @@ def _run_ray(params: Params, store: ShardStore, todo: list, on_done) -> None:
 
 def _run_local(params: Params, store: ShardStore, todo: list, on_done) -> None:
     landmarker = restorer = None
-    if params.preprocess.landmarks.backend == "face_alignment":
-        from ..face.landmarks import FaceAlignmentLandmarks
+    if params.preprocess.landmarks.backend != "precomputed":
+        from ..face.landmarks import make_landmarker
 
-        landmarker = FaceAlignmentLandmarks(params.preprocess.landmarks)
+        landmarker = make_landmarker(params.preprocess.landmarks)
     if params.preprocess.gpen.enabled:
         from ..face.restore import GPENRestorer
 
@@ -206,9 +205,16 @@ def _run_local(params: Params, store: ShardStore, todo: list, on_done) -> None:
                  "reason": res.failure["reason"] if res.failure else ""})
 
 
+def _backend_used(cfg) -> str:
+    from ..face.landmarks import resolve_backend
+
+    return "precomputed" if cfg.backend == "precomputed" else resolve_backend(cfg)
+
+
 def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optional[str] = None,
-                 executor: str = "ray", metrics_path: Optional[str] = None) -> dict:
-    """Preprocess every clip of the manifest into shards (resuming), write index/failures/metrics."""
+                 executor: str = "ray") -> dict:
+    """Preprocess every clip of the manifest into shards (resuming), write index/failures; returns
+    the summary (the stage writes it to metrics/preprocess.json)."""
     t0 = time.time()
     manifest = read_parquet(manifest_path or params.paths.manifest).to_pylist()
     check_manifest_roots(manifest, params, manifest_path or params.paths.manifest)  # before anything is written
@@ -265,23 +271,10 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
     summary = {
         "clips_in": len(manifest), "clips_ok": index.num_rows, "clips_failed": failures.num_rows,
         "failed_by_reason": dict(sorted(reasons.items())), "frames": frames_total,
-        "seconds": frames_total / params.preprocess.fps, "shards": len(plans),
+        "seconds": frames_total / TARGET_FPS, "shards": len(plans),
         "clips_processed_this_run": len(todo), "frames_processed_this_run": new_frames,
         "wall_s": round(wall, 2), "frames_per_s": round(new_frames / wall, 2) if wall > 0 else None,
-        "executor": executor, "landmarks_backend": params.preprocess.landmarks.backend,
+        "executor": executor, "landmarks_backend": _backend_used(params.preprocess.landmarks),
         "shards_rebuilt": len(rebuilt),
     }
-    if metrics_path is not False:
-        write_json(metrics_path or Path(params.paths.metrics) / "preprocess.json", summary)
     return summary
-
-
-def run(params: Params, args) -> int:
-    summary = build_shards(params, executor=getattr(args, "executor", "ray"))
-    log.info("preprocess: %d/%d clips ok, %d failed %s, %d frames, %.1f s",
-             summary["clips_ok"], summary["clips_in"], summary["clips_failed"], summary["failed_by_reason"],
-             summary["frames"], summary["wall_s"])
-    return 0
-
-
-__all__ = ["build_shards", "run", "sample_key"]

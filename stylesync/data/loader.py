@@ -33,18 +33,10 @@ from webdataset.gopen import gopen
 
 from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
 from ..config import LoaderConfig
-from ..io import glob, is_uri, join, open_file
+from ..io import is_uri, open_file
 from .sample import FRAME_FIELDS, decode_jpeg, jpeg_list, npy_load
 
 log = logging.getLogger(__name__)
-
-
-def shard_urls(root: str, split: str) -> list[str]:
-    """All shard tars of a split (sorted): local paths or URIs, spelled like `root`."""
-    urls = glob(root, f"{split}/shard-*.tar")
-    if not urls:
-        raise FileNotFoundError(f"no shards in {join(root, split)} (run the preprocess stage first)")
-    return urls
 
 
 def _open_shards(data, handler=wds.reraise_exception):

@@ -20,7 +20,6 @@ from the directories as they are (not sanitized).
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import io
@@ -39,7 +38,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from tqdm import tqdm
 
-from ..config import ManifestConfig, Params
+from ..config import ManifestConfig
 from ..io import atomic_write_bytes, is_uri
 from ..video import MediaError, probe, probe_audio_file
 
@@ -343,21 +342,3 @@ def summary(table: pa.Table) -> dict[str, Any]:
         "identities": len(ids),
         "probe_errors": table.num_rows - table.column("probe_error").null_count,
     }
-
-
-def run(params: Params, args: argparse.Namespace) -> int:
-    """CLI hook: build the manifest from params.manifest and write it to params.paths.manifest."""
-    out = getattr(args, "output", None) or params.paths.manifest
-    try:
-        table = build_manifest(params.manifest)
-    except ManifestError as e:
-        log.error("manifest: %s", e)
-        return 2
-    write_manifest(table, out)
-    s = summary(table)
-    log.info("manifest: %d clips (%s), %d identities, %d probe errors -> %s", s["clips"],
-             ", ".join(f"{k}: {v}" for k, v in s["per_split"].items()), s["identities"], s["probe_errors"], out)
-    if s["probe_errors"]:
-        for r in table.filter(table.column("probe_error").is_valid()).slice(0, 5).to_pylist():
-            log.warning("probe error: %s: %s", r["clip_id"], r["probe_error"])
-    return 0

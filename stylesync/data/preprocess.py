@@ -15,11 +15,11 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..audio import melspectrogram
+from ..audio import SAMPLE_RATE, melspectrogram
 from ..config import PreprocessConfig, config_hash
 from ..face.align import alignment_matrices, transform_points, warp_faces
 from ..face.landmarks import LandmarkTrack, face_size, load_sidecar, smooth_landmarks
-from ..video import MediaError, align_audio, audio_start_offset, read_audio, read_video, resample_indices
+from ..video import TARGET_FPS, MediaError, align_audio, audio_start_offset, read_audio, read_video, resample_indices
 from .sample import encode_sample, sample_key
 
 log = logging.getLogger(__name__)
@@ -58,27 +58,27 @@ class ClipResult:
 
 # ------------------------------------------------------------------------------ stages
 def stage_decode(row: dict, cfg: PreprocessConfig) -> Clip:
-    """Decode video + audio, re-time to exactly `cfg.fps`, align and trim audio to the frames."""
+    """Decode video + audio, re-time to exactly `TARGET_FPS`, align and trim audio to the frames."""
     if row.get("probe_error"):
         raise ClipRejected("decode", "unreadable", str(row["probe_error"]))
     try:
         frames, times = read_video(row["path"])
     except (MediaError, OSError) as e:
         raise ClipRejected("decode", "unreadable", str(e)) from e
-    step = np.median(np.diff(times)) if len(times) > 1 else 1.0 / cfg.fps
-    source_fps = float(1.0 / step) if step > 0 else cfg.fps
+    step = np.median(np.diff(times)) if len(times) > 1 else 1.0 / TARGET_FPS
+    source_fps = float(1.0 / step) if step > 0 else TARGET_FPS
     duration = float(times[-1] - times[0] + step)
-    idx = resample_indices(times, cfg.fps, duration)
+    idx = resample_indices(times, TARGET_FPS, duration)
     audio_src = row.get("audio_path") or row["path"]
     try:
-        audio = read_audio(audio_src, cfg.sample_rate)
+        audio = read_audio(audio_src, SAMPLE_RATE)
         if audio_src == row["path"]:  # one container: honour the streams' start times
-            audio = align_audio(audio, audio_start_offset(audio_src), cfg.sample_rate)
+            audio = align_audio(audio, audio_start_offset(audio_src), SAMPLE_RATE)
     except (MediaError, OSError) as e:
         raise ClipRejected("decode", "no_audio", str(e)) from e
     if audio.size == 0:
         raise ClipRejected("decode", "no_audio", "the file has no audio stream")
-    spf = cfg.sample_rate / cfg.fps  # samples per frame
+    spf = SAMPLE_RATE / TARGET_FPS  # samples per frame
     n = len(idx)
     coverage = len(audio) / (n * spf)
     if coverage < 1.0:
@@ -88,7 +88,7 @@ def stage_decode(row: dict, cfg: PreprocessConfig) -> Clip:
         idx = idx[:n]
     audio = audio[: int(round(n * spf))]
     if n < cfg.gates.min_frames:
-        raise ClipRejected("decode", "too_short", f"{n} frames at {cfg.fps:g} fps < {cfg.gates.min_frames}")
+        raise ClipRejected("decode", "too_short", f"{n} frames at {TARGET_FPS:g} fps < {cfg.gates.min_frames}")
     rms_db = 20 * np.log10(np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-12)
     if rms_db < cfg.gates.min_audio_db:
         raise ClipRejected("decode", "silent_audio", f"RMS {rms_db:.1f} dBFS < {cfg.gates.min_audio_db}")
@@ -154,7 +154,7 @@ def stage_align(clip: Clip, cfg: PreprocessConfig, template: np.ndarray, crop_si
     if stop - start < g.min_frames:
         raise ClipRejected("landmarks", "too_short", f"longest run with a face is {stop - start} frames")
     if (start, stop) != (0, n):  # keep the longest face run; audio follows
-        spf = cfg.sample_rate / cfg.fps
+        spf = SAMPLE_RATE / TARGET_FPS
         clip.frames = clip.frames[start:stop]
         clip.audio = clip.audio[int(round(start * spf)) : int(round(stop * spf))]
         clip.source_index = clip.source_index[start:stop]
@@ -179,7 +179,7 @@ def stage_encode(clip: Clip, cfg: PreprocessConfig, params_hash: str) -> dict:
     meta = {
         "clip_id": row["clip_id"], "identity": row.get("identity"), "split": row.get("split"),
         "dataset": row.get("dataset"), "source": row["path"], "video_id": row.get("video_id"),
-        "text": row.get("text"), "fps": cfg.fps, "sample_rate": cfg.sample_rate,
+        "text": row.get("text"), "fps": TARGET_FPS, "sample_rate": SAMPLE_RATE,
         "n_frames": int(len(clip.crops)), "crop_size": int(clip.crops.shape[1]),
         "mel_frames": int(mel.shape[1]), "source_fps": clip.source_fps, "params_hash": params_hash,
         "frame_codec": cfg.frame_codec, **clip.info,

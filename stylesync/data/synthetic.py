@@ -169,13 +169,3 @@ def generate_corpus(cfg: SynthConfig) -> dict:
         "audio_seconds": round(sum(r["seconds"] for r in results) + skipped * cfg.seconds, 3),
         "wall_s": round(time.perf_counter() - t0, 2),
     }
-
-
-def run(params, args) -> int:
-    """CLI hook (`stylesync.data.synthetic:run`): generate params.synth and log the summary."""
-    s = generate_corpus(params.synth)
-    log.info("synthetic corpus %s: %d identities (%d dev, %d test), %d clips (%d generated, %d skipped), "
-             "%d frames, %.1f s of audio in %.1f s", s["root"], s["identities"], s["identities_dev"],
-             s["identities_test"], s["clips"], s["generated"], s["skipped"], s["frames"], s["audio_seconds"],
-             s["wall_s"])
-    return 0

@@ -6,13 +6,13 @@ trained ablations, Ours-P on the held-out clips of each personalized identity (w
 same clips), and two baselines that need no training (copy the reference frame's lower face; the
 masked input itself), plus the ground truth as the metrics' reference row.
 
-Metrics: SSIM, PSNR (torchmetrics), LMD (face-alignment's FAN, mouth points, pixels at 256),
+Metrics: SSIM, PSNR (torchmetrics), LMD (mouth points of face-alignment's FAN, or dlib's predictor without FAN weights; pixels at 256),
 Sync_conf = LSE-C and LSE-D (official SyncNet), D_ID (ArcFace ONNX), own_sync (our expert). A metric
 whose weights are not supplied is reported as missing, with the reason, never from something else.
 """
 from __future__ import annotations
 
-import csv
+import dataclasses
 import logging
 from collections import defaultdict
 from pathlib import Path
@@ -22,10 +22,12 @@ import numpy as np
 import torch
 
 from ..config import Params
-from ..data.loader import iter_clips, shard_urls
+from ..data.loader import iter_clips
 from ..data.sample import npy_load
-from ..io import atomic_write_bytes, exists, join, read_json, read_parquet, write_json
-from ..train.build import load_generator, load_syncnet, mask_tensor
+from ..face.mask import mask_tensor
+from ..io import exists, join, read_json, read_parquet
+from ..layout import Layout
+from ..models.store import load_generator, load_personal, load_syncnet
 from .metrics import psnr, ssim
 from .protocol import generate, prepare_clip
 from .reconstruct import composite, copy_reference, masked_input, sync_scores
@@ -42,12 +44,17 @@ class Scorers:
     def __init__(self, params: Params):
         self.missing: dict[str, str] = {}
         self.fan = self.syncnet = self.arcface = None
+        self.lmd_landmarks: Optional[str] = None  # the landmark model behind LMD
+        lm = params.preprocess.landmarks
+        if lm.backend == "precomputed":  # sidecar files do not score generated frames: a real model does
+            lm = dataclasses.replace(lm, backend="auto")
         try:
-            from ..face.landmarks import FaceAlignmentLandmarks
+            from ..face.landmarks import make_landmarker
 
-            self.fan = FaceAlignmentLandmarks(params.preprocess.landmarks)
+            self.fan = make_landmarker(lm)
+            self.lmd_landmarks = self.fan.name
         except (FileNotFoundError, ImportError) as e:
-            self.missing["lmd"] = f"face-alignment weights unavailable: {e}"
+            self.missing["lmd"] = f"no landmark model: {e}"
         path = params.paths.syncnet_official_weights
         if path and Path(path).exists():
             from ..models.importers import load_syncnet_official
@@ -102,7 +109,7 @@ def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, ex
 
 def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Module, object]:
     """(name -> function(clip, mask) -> predicted frames, the backbone generator, its face config)."""
-    G, face, _ = load_generator(join(params.paths.models, "backbone", "generator"), device)
+    G, face, _ = load_generator(Layout(params.paths).generator, device)
     models: dict[str, Callable] = {"ours_g": lambda clip, mask: generate(G, clip, mask)}
     for name, path in params.evaluate.ablations.items():
         A, _, _ = load_generator(path, device)
@@ -115,31 +122,29 @@ def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Modul
 
 def _personal_models(params: Params, device) -> dict[str, tuple[Callable, list[str]]]:
     """identity -> (Ours-P generator function, its held-out clip ids)."""
-    from ..train.personalize import load_personal
-
-    root = join(params.paths.models, "personal")
+    layout = Layout(params.paths)
     out = {}
-    if not params.evaluate.personal or not exists(join(root, "catalog.parquet")):
+    if not params.evaluate.personal or not exists(layout.catalog):
         return out
-    for row in read_parquet(join(root, "catalog.parquet")).to_pylist():
+    for row in read_parquet(layout.catalog).to_pylist():
         if row["status"] not in ("ok", "skipped"):
             continue
-        from ..train.personalize import output_dir
-
-        d = output_dir(params, row["identity"])
+        d = layout.personal(row["identity"])
         meta = read_json(join(d, "config.json"))
-        P = load_personal(params, d, device)
+        P = load_personal(layout.backbone, d, device)
         out[row["identity"]] = ((lambda P: lambda clip, mask: generate(P, clip, mask))(P), meta["data"]["held_out"])
     return out
 
 
 def evaluate(params: Params) -> dict:
+    """{"models": name -> mean of each metric (None where missing) and "clips", "missing": metric ->
+    why, "split", "protocol"}."""
     device = torch.device("cpu")
     ec = params.evaluate
     models, G, face = _models(params, device)
     mask = mask_tensor(G.size, face.mask, device)
-    expert = load_syncnet(join(params.paths.models, "syncnet"), device) \
-        if exists(join(params.paths.models, "syncnet", "config.json")) else None
+    layout = Layout(params.paths)
+    expert = load_syncnet(layout.syncnet, device) if exists(join(layout.syncnet, "config.json")) else None
     scorers = Scorers(params)
     if expert is None:
         scorers.missing["own_sync"] = "no trained expert SyncNet in models/syncnet"
@@ -147,7 +152,7 @@ def evaluate(params: Params) -> dict:
     held_out = {c: ident for ident, (_, clips) in personal.items() for c in clips}
     rows: dict[str, list[dict]] = defaultdict(list)
     n = 0
-    for meta, frames, sample in iter_clips(shard_urls(params.paths.shards, ec.split), G.size):
+    for meta, frames, sample in iter_clips(layout.shard_urls(ec.split), G.size):
         if ec.max_clips is not None and n >= ec.max_clips and meta["clip_id"] not in held_out:
             continue
         clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), G.size, params.seed)
@@ -163,62 +168,9 @@ def evaluate(params: Params) -> dict:
         log.info("evaluated %s (%d)", meta["clip_id"], n)
     table = {name: {m: (float(np.mean([r[m] for r in rs])) if rs and m in rs[0] else None) for m in METRICS}
              | {"clips": len(rs)} for name, rs in rows.items()}
-    result = {"models": table, "missing": scorers.missing, "split": ec.split,
+    result = {"models": table, "missing": scorers.missing, "split": ec.split, "lmd_landmarks": scorers.lmd_landmarks,
               "protocol": "self-reconstruction; one fixed random reference frame per clip for every model "
                           "(the reference frame itself is not scored); every method scored on the composite that paste-back "
                           "shows (its mask region, the frame elsewhere), the raw output over the whole crop in *_raw_crop; model size "
-                          f"{G.size}x{G.size}; LMD in pixels at 256"}
-    write_json(Path(params.paths.metrics) / "eval.json", result)
-    _report(params, result)
-    _log(params, result)
+                          f"{G.size}x{G.size}; LMD in pixels at 256, mouth points of the {scorers.lmd_landmarks or 'missing'} landmark model"}
     return result
-
-
-def table_markdown(result: dict) -> str:
-    names = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
-             "av_offset": "AV offset", "d_id": "D_ID ↑", "own_sync": "own sync ↑",
-             "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
-    lines = ["| Method | " + " | ".join(names[m] for m in METRICS) + " | clips |",
-             "|---" * (len(METRICS) + 2) + "|"]
-    for model, vals in result["models"].items():
-        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in ("ssim", "ssim_raw_crop", "d_id", "own_sync") else f"{vals[m]:.2f}")
-                 for m in METRICS]
-        lines.append(f"| {model} | " + " | ".join(cells) + f" | {vals['clips']} |")
-    if result["missing"]:
-        lines += ["", "Missing metrics (— in the table):", ""] + [f"- {k}: {v}" for k, v in sorted(result["missing"].items())]
-    return "\n".join(lines) + "\n"
-
-
-def _report(params: Params, result: dict) -> None:
-    body = ("# Self-reconstruction results (paper Table 1 / Table 3 protocol)\n\n"
-            f"Split: {result['split']}. {result['protocol']}.\n\n" + table_markdown(result))
-    atomic_write_bytes(Path(params.paths.reports) / "table1.md", body.encode())
-    plot = Path(params.paths.plots) / "eval.csv"
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    with open(plot, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["model", *METRICS])
-        for model, vals in result["models"].items():
-            w.writerow([model, *("" if vals.get(m) is None else round(vals[m], 5) for m in METRICS)])
-
-
-def _log(params: Params, result: dict) -> None:
-    from .. import tracking
-
-    with tracking.run(params.tracking, "evaluate", "table1", system_metrics=False) as active:
-        if active is None:
-            return
-        import mlflow
-
-        for model, vals in result["models"].items():
-            mlflow.log_metrics({f"{model}/{m}": v for m, v in vals.items() if isinstance(v, (int, float)) and v is not None})
-        mlflow.log_dict(result, "eval.json")
-        mlflow.log_artifact(str(Path(params.paths.reports) / "table1.md"))
-        for k, v in result["missing"].items():
-            mlflow.set_tag(f"missing.{k}", v[:250])
-
-
-def run(params: Params, args) -> int:
-    r = evaluate(params)
-    print(table_markdown(r))
-    return 0

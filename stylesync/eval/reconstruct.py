@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
+from ..audio import mel_windows
 
 
 def reference_index(clip_id: str, n_frames: int, seed: int = 0) -> int:
@@ -29,8 +29,7 @@ def to_tensor(frames: np.ndarray, size: int) -> torch.Tensor:
 
 def frame_mels(mel: np.ndarray, n_frames: int) -> torch.Tensor:
     """(80, T_mel) -> per-frame Wav2Lip windows (T, 1, 80, 16)."""
-    mel = pad_mel_for_frames(mel.astype(np.float32), n_frames)
-    return torch.from_numpy(np.stack([mel[:, mel_start(i) : mel_start(i) + MEL_STEP] for i in range(n_frames)])).unsqueeze(1)
+    return torch.from_numpy(mel_windows(mel.astype(np.float32), np.arange(n_frames))).unsqueeze(1)
 
 
 @torch.no_grad()
@@ -69,8 +68,7 @@ def sync_scores(syncnet, frames: torch.Tensor, mel: np.ndarray, shuffle_seed: Op
     with `shuffle_seed`, the audio windows are paired with frame windows in a shuffled order."""
     t = len(frames)
     starts = list(range(0, t - 4, stride))
-    mel = pad_mel_for_frames(mel.astype(np.float32), t)
-    audio = [mel[:, mel_start(s) : mel_start(s) + MEL_STEP] for s in starts]
+    audio = list(mel_windows(mel.astype(np.float32), starts))  # (W,) of (80, 16)
     if shuffle_seed is not None:
         perm = np.random.default_rng(shuffle_seed).permutation(len(starts))
         if len(perm) > 1 and (perm == np.arange(len(perm))).all():

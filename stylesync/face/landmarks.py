@@ -1,5 +1,7 @@
-"""68-point landmarks per frame: the face-alignment backend (batched, detect every N frames) and the
-precomputed sidecar backend; per-point temporal smoothing.
+"""68-point landmarks per frame: the face-alignment backend (S3FD + 2D-FAN, batched), the dlib backend
+(HOG detector + the iBUG 68-point shape predictor, weights from the `face-recognition-models`
+package), both detecting every N frames with boxes interpolated between; the precomputed sidecar
+backend; `auto` (face-alignment when its weights are present, else dlib); per-point temporal smoothing.
 
 A `LandmarkTrack` holds the main face's landmarks (T, 68, 2) in frame pixels (NaN where there is no
 face) and how many faces each frame showed (-1 where the detector did not run).
@@ -10,7 +12,6 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
 S3FD_FILE = "s3fd-619a316812.pth"
+DLIB_PREDICTOR = "shape_predictor_68_face_landmarks.dat"  # iBUG 300-W 68 points (non-commercial data terms)
 
 
 @dataclass
@@ -70,11 +72,45 @@ def fan_weights_dir(cfg: LandmarksConfig) -> Path:
     return home / "hub" / "checkpoints"
 
 
-class FaceAlignmentLandmarks:
-    """face-alignment's S3FD + 2D-FAN, batched over frames: the detector runs every `detect_every`
-    frames (batched), boxes are interpolated in between, and FAN runs on batches of face crops made
+class KeyframeLandmarks:
+    """A detector on every `detect_every`-th frame (and the last), the largest face's box
+    interpolated in between, then the landmark model on every frame's box. Subclasses give
+    `detect` (frames -> per frame (n, 5) boxes + scores) and `landmarks_from_boxes`."""
+
+    name = ""
+    cfg: LandmarksConfig
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def landmarks_from_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, frames: np.ndarray) -> LandmarkTrack:
+        t_total = len(frames)
+        keys = sorted(set(range(0, t_total, self.cfg.detect_every)) | {t_total - 1})
+        dets = self.detect(frames[keys])
+        n_faces = np.full(t_total, -1, np.int64)
+        ratio = np.zeros(t_total, np.float32)
+        key_boxes = {}
+        for k, boxes in zip(keys, dets):
+            n_faces[k] = len(boxes)
+            if len(boxes):
+                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+                order = np.argsort(-area)
+                key_boxes[k] = boxes[order[0], :4]
+                if len(boxes) > 1:
+                    ratio[k] = np.sqrt(area[order[1]] / max(area[order[0]], 1e-6))
+        boxes = interpolate_boxes(key_boxes, t_total, max_gap=2 * self.cfg.detect_every)  # (T, 4), NaN = none
+        return LandmarkTrack(self.landmarks_from_boxes(frames, boxes), n_faces, ratio)
+
+
+class FaceAlignmentLandmarks(KeyframeLandmarks):
+    """face-alignment's S3FD + 2D-FAN, batched over frames; FAN runs on batches of face crops made
     with face-alignment's own crop / heatmap decoding. Weights are read from `fan_weights_dir`; with
     `allow_download: false` (default) a missing file is an error that says where to put it."""
+
+    name = "face_alignment"
 
     def __init__(self, cfg: LandmarksConfig, device: str = "cpu"):
         import torch
@@ -105,24 +141,6 @@ class FaceAlignmentLandmarks:
                 out.append(np.asarray(boxes, np.float32).reshape(-1, 5))
         return out
 
-    def __call__(self, frames: np.ndarray) -> LandmarkTrack:
-        t_total = len(frames)
-        keys = sorted(set(range(0, t_total, self.cfg.detect_every)) | {t_total - 1})
-        dets = self.detect(frames[keys])
-        n_faces = np.full(t_total, -1, np.int64)
-        ratio = np.zeros(t_total, np.float32)
-        key_boxes = {}
-        for k, boxes in zip(keys, dets):
-            n_faces[k] = len(boxes)
-            if len(boxes):
-                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-                order = np.argsort(-area)
-                key_boxes[k] = boxes[order[0], :4]
-                if len(boxes) > 1:
-                    ratio[k] = np.sqrt(area[order[1]] / max(area[order[0]], 1e-6))
-        boxes = interpolate_boxes(key_boxes, t_total, max_gap=2 * self.cfg.detect_every)  # (T, 4), NaN = none
-        return LandmarkTrack(self.landmarks_from_boxes(frames, boxes), n_faces, ratio)
-
     def landmarks_from_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """2D-FAN on face boxes (T, 4) [x1, y1, x2, y2] (NaN = skip), batched over frames, with
         face-alignment's own crop and heatmap decoding. -> (T, 68, 2) frame pixels."""
@@ -148,6 +166,79 @@ class FaceAlignmentLandmarks:
                 _, pts_img, _ = get_preds_fromhm(hm[j : j + 1], centers[j], scales[j])
                 landmarks[t] = pts_img.reshape(68, 2)
         return landmarks
+
+
+def dlib_predictor_path(cfg: LandmarksConfig) -> Path:
+    """`landmarks.dlib_predictor`, else the file shipped by the `face-recognition-models` package
+    (located without importing it: its __init__ needs pkg_resources)."""
+    import importlib.util
+
+    if cfg.dlib_predictor:
+        path = Path(cfg.dlib_predictor)
+        if not path.exists():
+            raise FileNotFoundError(f"landmarks.dlib_predictor = {path} does not exist")
+        return path
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"the dlib landmark backend needs {DLIB_PREDICTOR}: pip install face-recognition-models "
+                                f"(or set landmarks.dlib_predictor, e.g. Debian's /usr/share/dlib/{DLIB_PREDICTOR})")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_PREDICTOR
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models")
+    return path
+
+
+class DlibLandmarks(KeyframeLandmarks):
+    """dlib's HOG face detector (`dlib_upsample` times upsampled) on key frames and its 68-point shape
+    predictor (iBUG 300-W order = face-alignment's) on every frame's box. CPU; needs `dlib-bin`."""
+
+    name = "dlib"
+
+    def __init__(self, cfg: LandmarksConfig, device: str = "cpu"):
+        try:
+            import dlib
+        except ImportError as e:
+            raise ImportError("the dlib landmark backend needs dlib: pip install dlib-bin (a wheel; not PyPI's "
+                              "`dlib`, a long source build)") from e
+        self.cfg, self.dlib = cfg, dlib
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(dlib_predictor_path(cfg)))
+
+    def detect(self, frames: np.ndarray) -> list[np.ndarray]:
+        out = []
+        for f in frames:
+            rects, scores, _ = self.detector.run(np.ascontiguousarray(f), self.cfg.dlib_upsample, 0.0)
+            out.append(np.asarray([[r.left(), r.top(), r.right(), r.bottom(), s] for r, s in zip(rects, scores)],
+                                  np.float32).reshape(-1, 5))
+        return out
+
+    def landmarks_from_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        landmarks = np.full((len(frames), 68, 2), np.nan, np.float32)
+        for t in range(len(frames)):
+            if np.isfinite(boxes[t]).all():
+                x1, y1, x2, y2 = (int(round(float(v))) for v in boxes[t])
+                shape = self.predictor(np.ascontiguousarray(frames[t]), self.dlib.rectangle(x1, y1, x2, y2))
+                landmarks[t] = [(p.x, p.y) for p in shape.parts()]
+        return landmarks
+
+
+def resolve_backend(cfg: LandmarksConfig) -> str:
+    """The detector `cfg.backend` stands for: `auto` is face_alignment when its weights are in
+    place (or may be downloaded), else dlib."""
+    if cfg.backend != "auto":
+        return str(cfg.backend.value if hasattr(cfg.backend, "value") else cfg.backend)
+    fan = cfg.allow_download or all((fan_weights_dir(cfg) / f).exists() for f in (FAN_FILE, S3FD_FILE))
+    return "face_alignment" if fan else "dlib"
+
+
+def make_landmarker(cfg: LandmarksConfig, device: str = "cpu") -> KeyframeLandmarks:
+    """The detector + landmark model of `cfg.backend` (face_alignment | dlib | auto)."""
+    backend = resolve_backend(cfg)
+    if backend == "face_alignment":
+        return FaceAlignmentLandmarks(cfg, device)
+    if backend == "dlib":
+        return DlibLandmarks(cfg, device)
+    raise ValueError(f"landmarks.backend {cfg.backend!r} detects nothing (precomputed reads sidecar files)")
 
 
 def interpolate_boxes(key_boxes: dict[int, np.ndarray], n: int, max_gap: int) -> np.ndarray:

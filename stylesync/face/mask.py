@@ -10,6 +10,7 @@ import functools
 
 import cv2
 import numpy as np
+import torch
 
 from ..config import MaskConfig
 from .template import canonical_landmarks, template_to_pixels
@@ -55,3 +56,8 @@ def lower_face_mask(size: int, cfg: MaskConfig | None = None) -> np.ndarray:
     """(size, size) float32 in [0, 1]; 1 = the region the generator must re-create (read-only)."""
     cfg = cfg or MaskConfig()
     return _lower_face_mask(size, cfg.top, cfg.jaw_margin, cfg.nose_margin, cfg.feather)
+
+
+def mask_tensor(size: int, cfg: MaskConfig, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The mask at the model size as a tensor: (1, 1, S, S) float32, 1 = generated region."""
+    return torch.from_numpy(lower_face_mask(size, cfg).copy()).reshape(1, 1, size, size).to(device)

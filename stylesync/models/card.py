@@ -54,21 +54,3 @@ def model_card(cfg: ModelConfig) -> dict:
                     "flops_per_window": count_flops(s, torch.rand(1, cfg.syncnet.n_frames, 3, size, size),
                                                     torch.randn(1, 1, 80, 16))},
     }
-
-
-def run(params, args) -> int:
-    """CLI `stylesync model-card`: write the card as JSON (DVC metrics)."""
-    import logging
-    from pathlib import Path
-
-    from ..io import write_json
-
-    card = model_card(params.model)
-    out = Path(args.output or Path(params.paths.metrics) / "model.json")
-    write_json(out, card)
-    g = card["generator"]
-    logging.getLogger(__name__).info(
-        "generator %dx%d: %.2fM params, %.2f GFLOP/image; discriminator %.2fM; SyncNet %.2fM -> %s",
-        g["size"], g["size"], g["params"] / 1e6, g["flops_per_image"] / 1e9,
-        card["discriminator"]["params"] / 1e6, card["syncnet"]["params"] / 1e6, out)
-    return 0

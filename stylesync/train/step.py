@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..config import LossConfig, OptimConfig
-from ..faults import nan_fault
+from ..runtime.faults import nan_fault
 from .losses import d_logistic_loss, g_nonsaturating_loss, perceptual_loss, r1_penalty, sync_loss
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,11 @@ class NonFiniteLossError(RuntimeError):
     """A loss term became NaN/inf (train.nan_policy: stop)."""
 
 
-def _bad_terms(terms: dict[str, float]) -> list[str]:
-    return [k for k, v in terms.items() if not math.isfinite(v)]
+def _bad_terms(terms: dict[str, torch.Tensor]) -> list[str]:
+    """The non-finite terms: one host sync for all of them (names looked up only when one is bad)."""
+    if bool(torch.isfinite(torch.stack([t.detach().float().reshape(()) for t in terms.values()])).all()):
+        return []
+    return [k for k, v in terms.items() if not math.isfinite(float(v))]
 
 
 def _any_rank(bad: bool, device: torch.device) -> bool:
@@ -54,13 +57,13 @@ def _any_rank(bad: bool, device: torch.device) -> bool:
     return bool(flag.item() > 0)
 
 
-def _nonfinite(m: "StepModules", terms: dict[str, float], step: int, phase: str, policy: str,
+def _nonfinite(m: "StepModules", terms: dict[str, torch.Tensor], step: int, phase: str, policy: str,
                device: torch.device) -> bool:
     """Apply the policy to this update's loss terms. True = skip the update."""
     bad = _bad_terms(terms)
     if not _any_rank(bool(bad), device):
         return False
-    shown = ", ".join(f"{k}={v}" for k, v in terms.items())
+    shown = ", ".join(f"{k}={float(v)}" for k, v in terms.items())
     where = f"non-finite {phase} loss at step {step}: " + (
         f"term(s) {', '.join(bad)} ({shown})" if bad else "on another DDP rank")
     if policy == "skip":
@@ -157,15 +160,17 @@ def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: OptimConfig,
-               penalty: Optional[Callable[[dict], torch.Tensor]] = None, nan_policy: str = "stop") -> dict[str, float]:
+               penalty: Optional[Callable[[dict], torch.Tensor]] = None, nan_policy: str = "stop") -> dict[str, torch.Tensor]:
     """One G step, then one D step on the same (detached) fakes (+ lazy R1), then the EMA.
     One generator forward per step. `batch` tensors are already on the device. Non-finite losses:
-    see `nan_policy` in the module docstring."""
+    see `nan_policy` in the module docstring. The logs are detached 0-d tensors (read them with
+    float() once per log interval, train/loop.LossMeter): the only host syncs of a step are the
+    finiteness checks, one per update."""
     if nan_policy not in NAN_POLICIES:
         raise ValueError(f"nan_policy must be one of {NAN_POLICIES}, got {nan_policy!r}")
     device = batch["target"].device
     real = _cl(batch["target"].flatten(0, 1), m.channels_last)  # (B*T, 3, S, S)
-    logs: dict[str, float] = {}
+    logs: dict[str, torch.Tensor] = {}
 
     # ---------------------------------------------------------------- G step
     m.D.requires_grad_(False)
@@ -178,28 +183,28 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
         if nan_fault("loss", step):  # fault injection: a NaN in the reconstruction term
             l1 = l1 * float("nan")
         total = loss.lambda_adv * g_adv + loss.lambda_rec * l1
-        logs.update(g_adv=g_adv.item(), l1=l1.item())
+        logs.update(g_adv=g_adv.detach(), l1=l1.detach())
         if m.vgg is not None and loss.lambda_vgg > 0:
             vgg = perceptual_loss(m.vgg, flat, real, loss.vgg_layer_weights)
             total = total + loss.lambda_rec * loss.lambda_vgg * vgg
-            logs["vgg"] = vgg.item()
+            logs["vgg"] = vgg.detach()
         if loss.sync and m.syncnet is not None and loss.lambda_sync > 0:
             s = sync_loss(m.syncnet, fake.float(), batch["sync_mel"])
             total = total + loss.lambda_sync * s
-            logs["sync"] = s.item()
+            logs["sync"] = s.detach()
         if penalty is not None:
             p = penalty({"delta_w": delta_w})
             total = total + p
-            logs["penalty"] = p.item()
-    if _nonfinite(m, {**logs, "g_total": total.item()}, step, "G", nan_policy, device):
-        return {"nonfinite_skipped": float(m.extra["nonfinite_skipped"])}  # nothing updated (G, D, EMA)
+            logs["penalty"] = p.detach()
+    if _nonfinite(m, {**logs, "g_total": total.detach()}, step, "G", nan_policy, device):
+        return {"nonfinite_skipped": torch.tensor(float(m.extra["nonfinite_skipped"]))}  # nothing updated (G, D, EMA)
     m.opt_g.zero_grad(set_to_none=True)
     total.backward()
     if optim.grad_clip:
         params = [p for g in m.opt_g.param_groups for p in g["params"]]
-        logs["g_grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, optim.grad_clip))
+        logs["g_grad_norm"] = torch.nn.utils.clip_grad_norm_(params, optim.grad_clip).detach()
     m.opt_g.step()
-    logs["g_total"] = total.item()
+    logs["g_total"] = total.detach()
 
     # ---------------------------------------------------------------- D step
     m.D.requires_grad_(True)
@@ -207,9 +212,9 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
         fake_pred = m.D(_cl(flat.detach(), m.channels_last))
         real_pred = m.D(real)
         d_loss = d_logistic_loss(real_pred.float(), fake_pred.float())
-    d_skip = _nonfinite(m, {"d_loss": d_loss.item()}, step, "D", nan_policy, device)
+    d_skip = _nonfinite(m, {"d_loss": d_loss.detach()}, step, "D", nan_policy, device)
     if d_skip:
-        logs["nonfinite_skipped"] = float(m.extra["nonfinite_skipped"])
+        logs["nonfinite_skipped"] = torch.tensor(float(m.extra["nonfinite_skipped"]))
         if m.g_ema is not None and optim.ema_decay > 0:
             ema_update(m.g_ema, unwrap(m.G), ema_decay_at(optim, step))  # G was updated: its EMA follows
         return logs
@@ -218,20 +223,20 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
     if optim.grad_clip:
         torch.nn.utils.clip_grad_norm_(unwrap(m.D).parameters(), optim.grad_clip)
     m.opt_d.step()
-    logs.update(d_loss=d_loss.item(), real_score=real_pred.float().mean().item(),
-                fake_score=fake_pred.float().mean().item())
+    logs.update(d_loss=d_loss.detach(), real_score=real_pred.detach().float().mean(),
+                fake_score=fake_pred.detach().float().mean())
     if loss.d_reg_every and loss.r1 > 0 and step % loss.d_reg_every == 0:
         real_r1 = real.detach().requires_grad_(True)
         pred = m.D(real_r1)  # fp32: the gradient penalty needs the precision
         r1 = r1_penalty(pred, real_r1, unwrap(m.D).INPUT_GAIN)
-        if not _nonfinite(m, {"r1": r1.item()}, step, "R1", nan_policy, device):
+        if not _nonfinite(m, {"r1": r1.detach()}, step, "R1", nan_policy, device):
             m.opt_d.zero_grad(set_to_none=True)
             (loss.r1 / 2 * r1 * loss.d_reg_every + 0 * pred[0, 0]).backward()
             m.opt_d.step()
-            logs["r1"] = r1.item()
+            logs["r1"] = r1.detach()
 
     if m.g_ema is not None and optim.ema_decay > 0:
         ema_update(m.g_ema, unwrap(m.G), ema_decay_at(optim, step))
     if nan_policy == "skip":
-        logs["nonfinite_skipped"] = float(m.extra.get("nonfinite_skipped", 0))
+        logs["nonfinite_skipped"] = torch.tensor(float(m.extra.get("nonfinite_skipped", 0)))
     return logs

@@ -1,29 +1,28 @@
-"""The `train_syncnet` stage: the expert SyncNet on the shards (Wav2Lip's color_syncnet_train).
+"""The expert SyncNet on the shards (Wav2Lip's color_syncnet_train).
 
 Positives: a window of 5 aligned frames and the mel window of the same 0.2 s; negatives: a window
 from another time of the same clip with the same audio (the loader's reference window). BCE on the
 cosine of the embeddings, Adam. Validation on the held-out split. Resumes from its last checkpoint
-(runs/syncnet-<config hash>/); tracked in MLflow.
+(runs/syncnet-<config hash>/); the stage's `LoopHooks` track it (stages/train_syncnet.py).
 """
 from __future__ import annotations
 
-import csv
 import itertools
 import logging
 import time
-from dataclasses import asdict
-from pathlib import Path
+from typing import Optional
 
 import torch
 
-from .. import tracking
-from ..config import Params, config_hash
-from ..data.loader import make_loader, seed_everything, shard_urls, training_pipeline
-from ..io import atomic_dir, dir_complete, exists, glob, join, local_dir, remove, write_json
+from ..config import Params, config_hash, learned_settings
+from ..data.loader import make_loader, seed_everything, training_pipeline
+from ..io import atomic_dir, dir_complete, exists, glob, join, local_dir, remove
+from ..layout import Layout
+from ..models.store import load_syncnet, save_syncnet
 from ..models.syncnet import ExpertSyncNet
-from .build import load_syncnet, save_syncnet
+from ..runtime.device import resolve_device
 from .checkpointing import load_training_state, save_training_state
-from .device import resolve_device
+from .loop import LoopHooks
 from .losses import syncnet_bce
 
 log = logging.getLogger(__name__)
@@ -76,35 +75,34 @@ def _latest(run_dir: str) -> str | None:
     return ckpts[-1] if ckpts else None
 
 
-def train_syncnet(params: Params) -> dict:
+def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
+    """Train (or resume) the expert and export it to models/syncnet; returns {"steps", "history"
+    (one record per evaluation), "chosen" (the exported record), "mlflow_run_id"}."""
     cfg, mcfg = params.syncnet_train, params.model.syncnet
+    hooks = hooks or LoopHooks()
+    layout = Layout(params.paths)
     device = resolve_device(params.device)
     seed_everything(params.seed)
-    learned = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "eval_every", "eval_batches", "checkpoint_every", "keep")}
-    run_dir = join(params.paths.runs, f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}")
+    learned = learned_settings(cfg)
+    run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}")
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-    step, history, mlflow_run = 0, [], None
+    step, history, run_id = 0, [], None
     latest = _latest(run_dir)
     if latest is not None:
         with local_dir(latest) as d:  # a download when runs are on a URI
             step, extra = load_training_state(d, {"syncnet": net}, {"adam": opt})
-        history, mlflow_run = extra.get("history", []), extra.get("mlflow_run")
+        history, run_id = extra.get("history", []), extra.get("mlflow_run")
         log.info("resuming the expert SyncNet from %s (step %d)", latest, step)
-    shards = params.paths.shards
-    train = make_loader(training_pipeline(shard_urls(shards, "train"), cfg.loader, mcfg.size, params.seed,
+    train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
                                           skip_batches=step), cfg.loader.workers)
     val = list(itertools.islice(iter(make_loader(
-        training_pipeline(shard_urls(shards, "test"), cfg.loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
+        training_pipeline(layout.shard_urls("test"), cfg.loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
     it = iter(train)
     gen = torch.Generator() if cfg.augment else None
     t0, seen = time.time(), 0
-    with tracking.run(params.tracking, "syncnet", "expert-syncnet", run_id=mlflow_run) as active:
-        if active is not None and mlflow_run is None:
-            tracking.log_params({"syncnet_train": asdict(cfg), "model.syncnet": asdict(mcfg), "seed": params.seed})
-        mlflow_run = active.info.run_id if active is not None else None
-        import mlflow
-
+    run_id = hooks.start(run_id, {})
+    try:
         while step < cfg.steps:
             batch = next(it)
             if gen is not None:
@@ -116,54 +114,31 @@ def train_syncnet(params: Params) -> dict:
             opt.step()
             step += 1
             seen += len(y)
-            train_acc = ((cos > 0.5).float() == y).float().mean().item()
-            if step % cfg.eval_every == 0 or step == cfg.steps:
+            if step % cfg.eval_every == 0 or step == cfg.steps:  # the only host syncs
+                train_acc = ((cos > 0.5).float() == y).float().mean().item()
                 ev = evaluate(net, val, device)
                 rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, "val_loss": ev["loss"],
                        "val_acc": ev["acc"], "pairs_per_s": seen / (time.time() - t0)}
                 history.append(rec)
-                log.info("syncnet step %d: train loss %.3f acc %.2f | val loss %.3f acc %.2f", step, rec["train_loss"],
-                         train_acc, ev["loss"], ev["acc"])
-                if active is not None:
-                    mlflow.log_metrics({k: v for k, v in rec.items() if k != "step"}, step=step)
+                log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f", step, cfg.steps,
+                         rec["train_loss"], train_acc, ev["loss"], ev["acc"])
+                hooks.log(step, rec)
                 if ev["loss"] <= min(h["val_loss"] for h in history):
                     save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 with atomic_dir(join(run_dir, f"step-{step:08d}")) as tmp:
                     save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
-                                        {"history": history, "mlflow_run": mlflow_run})
+                                        {"history": history, "mlflow_run": run_id})
                 for old in _checkpoints(run_dir)[:-2]:
                     remove(old, recursive=True)
-        chosen = history[-1] if history else {}
-        if cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
-            chosen = min(history, key=lambda h: h["val_loss"])
-            net = load_syncnet(join(run_dir, "best"))
-        elif cfg.keep == "best" and history:
-            log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
-                        "weights; delete the run directory to retrain", run_dir)
-        elif cfg.keep != "last":
-            raise ValueError(f"syncnet_train.keep must be 'best' or 'last', got {cfg.keep!r}")
-        out = join(params.paths.models, "syncnet")
-        save_syncnet(out, net.cpu(), {"mlflow_run_id": mlflow_run, "steps": step, "selected_step": chosen.get("step")})
-        if active is not None:
-            with local_dir(out) as d:
-                mlflow.log_artifacts(str(d), artifact_path="model")
-    final = history[-1] if history else {}
-    metrics = {"steps": step, "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
-               "keep": cfg.keep, "selected_step": chosen.get("step"),
-               "val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"), "chance_acc": 0.5,
-               "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": mlflow_run}
-    write_json(Path(params.paths.metrics) / "syncnet.json", metrics)
-    plot = Path(params.paths.plots) / "syncnet.csv"
-    plot.parent.mkdir(parents=True, exist_ok=True)
-    with open(plot, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["step", "train_loss", "val_loss", "train_acc", "val_acc"], extrasaction="ignore")
-        w.writeheader()
-        w.writerows(history)
-    return metrics
-
-
-def run(params: Params, args) -> int:
-    m = train_syncnet(params)
-    log.info("expert SyncNet: val accuracy %.3f (chance 0.5), val loss %.3f", m["val_acc"] or 0, m["val_loss"] or 0)
-    return 0
+    finally:
+        hooks.close()
+    chosen = history[-1] if history else {}
+    if cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
+        chosen = min(history, key=lambda h: h["val_loss"])
+        net = load_syncnet(join(run_dir, "best"))
+    elif cfg.keep == "best" and history:
+        log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
+                    "weights; delete the run directory to retrain", run_dir)
+    save_syncnet(layout.syncnet, net.cpu(), {"mlflow_run_id": run_id, "steps": step, "selected_step": chosen.get("step")})
+    return {"steps": step, "history": history, "chosen": chosen, "mlflow_run_id": run_id}

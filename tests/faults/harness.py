@@ -166,9 +166,9 @@ def run_to_completion(workdir: Path, argv: list[str], timeout: float = 300, env:
     return rc, wall, orphans
 
 
-# The driver logs this line once its local Ray is up (stylesync.ray_session): kill points are drawn
+# The driver logs this line once its local Ray is up (stylesync.runtime.ray_session): kill points are drawn
 # after it, over the span of real work (a kill during imports and `ray.init` writes nothing).
-RAY_UP = "stylesync.ray_session INFO ray: {"
+RAY_UP = "stylesync.runtime.ray_session INFO ray: {"
 
 
 def kill_fractions(n: int, salt: str) -> list[float]:
@@ -199,16 +199,16 @@ def fault_corpus(tmp_path_factory) -> Path:
     test module imports this fixture)."""
     if "corpus" in _CORPUS:
         return _CORPUS["corpus"]
-    from test_personalize import make_personal_corpus
+    from helpers import make_personal_corpus
 
-    tmp = make_personal_corpus(tmp_path_factory.mktemp("faults"), metrics_path=False)
+    tmp = make_personal_corpus(tmp_path_factory.mktemp("faults"))
     _CORPUS["corpus"] = tmp
     return tmp
 
 
 def stage_params(corpus: Path, out: Path, tracking: bool = False):
     """Tiny params for a run whose outputs live under `out` (shards and manifest from the corpus)."""
-    from test_train import tiny_params
+    from helpers import tiny_params
 
     from stylesync.config import SourceConfig
 
@@ -238,7 +238,7 @@ def with_models(p, backbone: bool = False) -> None:
     from stylesync.models.discriminator import Discriminator
     from stylesync.models.generator import StyleSyncGenerator
     from stylesync.models.syncnet import ExpertSyncNet
-    from stylesync.train.build import save_discriminator, save_generator, save_syncnet
+    from stylesync.models.store import save_discriminator, save_generator, save_syncnet
 
     models = Path(p.paths.models)
     torch.manual_seed(0)

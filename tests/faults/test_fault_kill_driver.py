@@ -152,7 +152,7 @@ def test_kill9_driver_during_training(fault_corpus, train_reference, tmp_path):
 
 # ------------------------------------------------------------------------------ personalization
 def test_kill9_driver_during_personalization(fault_corpus, tmp_path):
-    from stylesync.train.personalize import load_personal, output_dir
+    from helpers import load_personal_of, personal_dir
 
     t_case = time.time()
 
@@ -163,7 +163,7 @@ def test_kill9_driver_during_personalization(fault_corpus, tmp_path):
 
     def deltas(p) -> dict:
         table = pq.read_table(Path(p.paths.models) / "personal" / "catalog.parquet").to_pylist()
-        return {r["identity"]: _tensors(Path(output_dir(p, r["identity"])) / "model.safetensors") for r in table}
+        return {r["identity"]: _tensors(Path(personal_dir(p, r["identity"])) / "model.safetensors") for r in table}
 
     clean = tmp_path / "clean"
     p_clean, argv = setup(clean)
@@ -189,13 +189,13 @@ def test_kill9_driver_during_personalization(fault_corpus, tmp_path):
             problems.append(f"run {i}: not ok: {bad}")
         row["statuses"] = sorted(r["status"] for r in table)
         for ident in ids:
-            load_personal(p, output_dir(p, ident))  # loads onto the backbone (hash checked)
+            load_personal_of(p, personal_dir(p, ident))  # loads onto the backbone (hash checked)
         got = deltas(p)
         if not all(_same_tensors(got[k], reference[k]) for k in reference):
             problems.append(f"run {i}: personal deltas differ from the uninterrupted run")
         row["identity_dirs"] = sorted(q.name for q in personal.iterdir() if q.is_dir() and not q.name.startswith("."))
         row["litter"] = litter(personal)
-        if row["identity_dirs"] != sorted(Path(output_dir(p, k)).name for k in reference):
+        if row["identity_dirs"] != sorted(Path(personal_dir(p, k)).name for k in reference):
             problems.append(f"run {i}: identity folders {row['identity_dirs']}")
         rows.append(row)
     record("kill -9 driver: personalize (Ray tasks)", len(rows), "pass" if not problems else "FAIL: " + "; ".join(problems),

@@ -19,7 +19,7 @@ pytestmark = SUITE
 
 @pytest.mark.parametrize("executor", ["ray", "local"])
 def test_oom_in_one_identity(fault_corpus, tmp_path, executor):
-    from stylesync.train.personalize import load_personal, output_dir
+    from helpers import load_personal_of, personal_dir
 
     t_case = time.time()
     d = tmp_path / executor
@@ -38,14 +38,14 @@ def test_oom_in_one_identity(fault_corpus, tmp_path, executor):
     assert "CUDA out of memory" in first["person1"]["reason"], first["person1"]["reason"]
     assert first["person2"]["status"] == "failed" and first["person2"]["reason"].startswith("out of memory: "), first
     assert "MemoryError" in first["person2"]["reason"], first["person2"]["reason"]
-    assert not Path(output_dir(p, "person1")).exists() and not Path(output_dir(p, "person2")).exists()
+    assert not Path(personal_dir(p, "person1")).exists() and not Path(personal_dir(p, "person2")).exists()
 
     _, rerun_s, orphans = run_to_completion(d, argv, env=env, name="rerun")  # markers exist: no fault now
     assert not orphans
     second = {r["identity"]: r for r in pq.read_table(catalog).to_pylist()}
     assert {k: v["status"] for k, v in second.items()} == {"person0": "skipped", "person1": "ok", "person2": "ok"}
     for ident in second:
-        load_personal(p, output_dir(p, ident))
+        load_personal_of(p, personal_dir(p, ident))
     record(f"OOM in one personalization task ({executor} executor)", 2, "pass", time.time() - t_case,
            reasons={k: first[k]["reason"] for k in ("person1", "person2")}, first_s=round(first_s, 1),
            rerun_s=round(rerun_s, 1), rerun_statuses={k: v["status"] for k, v in second.items()})

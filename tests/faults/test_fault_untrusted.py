@@ -26,8 +26,9 @@ def _tree(root: Path) -> set[str]:
 
 
 def test_identities_with_path_characters_stay_in_their_folder(fault_corpus, tmp_path):
-    from stylesync.train.catalog import default_catalog, run_catalog
-    from stylesync.train.personalize import load_personal, output_dir
+    from stylesync.stages.personalize import run_catalog
+    from stylesync.train.catalog import default_catalog
+    from helpers import load_personal_of, personal_dir
 
     t_case = time.time()
     d = tmp_path / "run"
@@ -52,9 +53,9 @@ def test_identities_with_path_characters_stay_in_their_folder(fault_corpus, tmp_
     assert folders == ["_etc", "_x", "x_.._.._y"], folders
     for ident in ("../x", "/etc", "x/../../y"):
         assert table[ident]["status"] == "ok", table[ident]
-        out = Path(output_dir(p, ident))
+        out = Path(personal_dir(p, ident))
         assert out.parent == personal and json.loads((out / "config.json").read_text())["identity"] == ident
-        load_personal(p, out)
+        load_personal_of(p, out)
     for ident in ("a/b", "a_b"):  # both would be models/personal/a_b: neither runs, both say why
         assert table[ident]["status"] == "failed" and "identity folder clash: 'a/b', 'a_b'" in table[ident]["reason"]
     assert table[".."]["status"] == "failed" and "no path-safe characters" in table[".."]["reason"]

@@ -1,14 +1,14 @@
-"""The `render` stage: demo test videos lip-synced to another identity's audio (renders/*.mp4)."""
+"""Stage `render`: demo test videos lip-synced to another identity's audio (renders/*.mp4, index.json)."""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
 
-
-from .config import Params
-from .infer import Lipsyncer
-from .io import join, read_parquet, safe_name, write_json
-from .train.device import resolve_device
+from ..config import Params
+from ..infer import Lipsyncer
+from ..io import read_parquet, safe_name, write_json
+from ..layout import Layout
+from ..runtime.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +24,7 @@ def render(params: Params) -> list[dict]:
             break
     if len(picked) < 2:
         raise ValueError("render needs test clips of at least two identities")
-    syncer = Lipsyncer.from_dirs(join(params.paths.models, "backbone", "generator"), cfg=params.infer,
+    syncer = Lipsyncer.from_dirs(Layout(params.paths).generator, cfg=params.infer,
                                  landmarks=params.preprocess.landmarks, device=resolve_device(params.device))
     out_dir = Path(params.render.out)
     done = []

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Iterator
 
-from .config import RayConfig
+from ..config import RayConfig
 
 log = logging.getLogger(__name__)
 

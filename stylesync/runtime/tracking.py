@@ -14,7 +14,7 @@ from typing import Any, Iterator, Optional
 
 import numpy as np
 
-from .config import TrackingConfig
+from ..config import TrackingConfig
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,58 @@
+"""Stage `evaluate`: the Table 1 protocol (eval/evaluate.py) -> metrics/eval.json, reports/table1.md,
+plots/eval.csv and an MLflow run with every model's metrics."""
+from __future__ import annotations
+
+from ..config import Params
+from ..eval.evaluate import METRICS, evaluate
+from ..io import atomic_write_bytes, write_json
+from ..layout import Layout
+from ..runtime import tracking
+from .outputs import write_plot
+
+
+def table_markdown(result: dict) -> str:
+    names = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
+             "av_offset": "AV offset", "d_id": "D_ID ↑", "own_sync": "own sync ↑",
+             "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
+    lines = ["| Method | " + " | ".join(names[m] for m in METRICS) + " | clips |",
+             "|---" * (len(METRICS) + 2) + "|"]
+    for model, vals in result["models"].items():
+        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in ("ssim", "ssim_raw_crop", "d_id", "own_sync") else f"{vals[m]:.2f}")
+                 for m in METRICS]
+        lines.append(f"| {model} | " + " | ".join(cells) + f" | {vals['clips']} |")
+    if result["missing"]:
+        lines += ["", "Missing metrics (— in the table):", ""] + [f"- {k}: {v}" for k, v in sorted(result["missing"].items())]
+    return "\n".join(lines) + "\n"
+
+
+def _report(layout: Layout, result: dict) -> None:
+    body = ("# Self-reconstruction results (paper Table 1 / Table 3 protocol)\n\n"
+            f"Split: {result['split']}. {result['protocol']}.\n\n" + table_markdown(result))
+    atomic_write_bytes(layout.reports("table1.md"), body.encode())
+    rows = [{"model": model, **{m: "" if vals.get(m) is None else round(vals[m], 5) for m in METRICS}}
+            for model, vals in result["models"].items()]
+    write_plot(layout.plots("eval.csv"), rows, ["model", *METRICS])
+
+
+def _log(params: Params, result: dict) -> None:
+    with tracking.run(params.tracking, "evaluate", "table1", system_metrics=False) as active:
+        if active is None:
+            return
+        import mlflow
+
+        for model, vals in result["models"].items():
+            mlflow.log_metrics({f"{model}/{m}": v for m, v in vals.items() if isinstance(v, (int, float)) and v is not None})
+        mlflow.log_dict(result, "eval.json")
+        mlflow.log_artifact(Layout(params.paths).reports("table1.md"))
+        for k, v in result["missing"].items():
+            mlflow.set_tag(f"missing.{k}", v[:250])
+
+
+def run(params: Params, args) -> int:
+    layout = Layout(params.paths)
+    r = evaluate(params)
+    write_json(layout.metrics("eval.json"), r)
+    _report(layout, r)
+    _log(params, r)
+    print(table_markdown(r))
+    return 0
