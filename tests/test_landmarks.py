@@ -46,8 +46,8 @@ def test_face_alignment_backend_runs_batched(random_fa_weights, tmp_path):
     original = fa.fa.face_alignment_net.forward
     fa.fa.face_alignment_net.forward = lambda x: calls.append(x.shape[0]) or original(x)
 
-    def landmarker(frames):
-        runs.append(fa(frames))
+    def landmarker(frames, cuts):
+        runs.append(fa(frames, cuts))
         return runs[-1]
 
     gates = GateConfig(min_frames=10)

@@ -67,7 +67,7 @@ class DecodeStage(_Stage):
     def step(self, row):
         clip = stage_decode(row, self.params.preprocess)
         if self.params.preprocess.landmarks.backend == "precomputed":
-            clip = stage_landmarks(clip, None)
+            clip = stage_landmarks(clip, None, self.params.preprocess)
         return clip
 
 
@@ -84,7 +84,7 @@ class LandmarkStage(_Stage):
         self.landmarker = make_landmarker(params.preprocess.landmarks, str(resolve_device(params.device)))
 
     def step(self, clip):
-        return stage_landmarks(clip, self.landmarker)
+        return stage_landmarks(clip, self.landmarker, self.params.preprocess)
 
 
 class AlignStage(_Stage):
@@ -276,5 +276,6 @@ def build_shards(params: Params, manifest_path: Optional[str] = None, out: Optio
         "wall_s": round(wall, 2), "frames_per_s": round(new_frames / wall, 2) if wall > 0 else None,
         "executor": executor, "landmarks_backend": _backend_used(params.preprocess.landmarks),
         "shards_rebuilt": len(rebuilt),
+        "clips_cut_to_one_shot": int(sum(n > 1 for n in index.column("shots").to_pylist())),
     }
     return summary

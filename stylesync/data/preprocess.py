@@ -1,7 +1,8 @@
 """Per-clip preprocessing, as pure functions (testable without Ray):
 
-    decode -> 25 fps -> 16 kHz mono audio aligned to frame 0 -> landmarks -> quality gates ->
-    temporal smoothing -> similarity alignment -> crops + affines + aligned landmarks ->
+    decode -> 25 fps -> 16 kHz mono audio aligned to frame 0 -> shot cuts -> landmarks (one face
+    track per shot) -> quality gates -> temporal smoothing per shot -> the longest run of frames with
+    the face inside one shot (a clip never spans a cut) -> similarity alignment -> crops + affines + aligned landmarks ->
     [GPEN cleanup] -> Wav2Lip mel -> one shard sample
 
 Each stage either returns the clip state for the next one or raises `ClipRejected(stage, reason,
@@ -17,6 +18,7 @@ import numpy as np
 
 from ..audio import SAMPLE_RATE, melspectrogram
 from ..config import PreprocessConfig, config_hash
+from ..shots import detect_cuts, shot_ranges
 from ..face.align import alignment_matrices, transform_points, warp_faces
 from ..face.landmarks import LandmarkTrack, face_size, load_sidecar, smooth_landmarks
 from ..video import TARGET_FPS, MediaError, align_audio, audio_start_offset, read_audio, read_video, resample_indices
@@ -40,6 +42,7 @@ class Clip:
     audio: np.ndarray  # (N,) float32 at 16 kHz, sample 0 = frame 0
     source_fps: float
     source_index: np.ndarray  # (T,) source frame of every 25-fps frame
+    cuts: list[int] = field(default_factory=list)  # first frames of the shots after the first
     track: Optional[LandmarkTrack] = None
     crops: Optional[np.ndarray] = None  # (T, S, S, 3)
     affine: Optional[np.ndarray] = None  # (T, 2, 3)
@@ -92,13 +95,14 @@ def stage_decode(row: dict, cfg: PreprocessConfig) -> Clip:
     rms_db = 20 * np.log10(np.sqrt(np.mean(audio.astype(np.float64) ** 2)) + 1e-12)
     if rms_db < cfg.gates.min_audio_db:
         raise ClipRejected("decode", "silent_audio", f"RMS {rms_db:.1f} dBFS < {cfg.gates.min_audio_db}")
+    cuts = detect_cuts(frames[idx], cfg.scenes, TARGET_FPS)
     return Clip(row=row, frames=frames[idx], audio=audio.astype(np.float32), source_fps=source_fps,
-                source_index=idx, info={"source_frames": len(frames), "source_size": list(frames.shape[1:3]),
-                                        "audio_rms_db": float(rms_db)})
+                source_index=idx, cuts=cuts, info={"source_frames": len(frames), "source_size": list(frames.shape[1:3]),
+                                                   "audio_rms_db": float(rms_db), "cuts": cuts})
 
 
-def stage_landmarks_precomputed(clip: Clip) -> Clip:
-    """Landmarks from the clip's sidecar (indexed like the source frames)."""
+def stage_landmarks_precomputed(clip: Clip, cfg: PreprocessConfig) -> Clip:
+    """Landmarks from the clip's sidecar (indexed like the source frames), one face track per shot."""
     path = clip.row.get("landmarks_path")
     if not path:
         raise ClipRejected("landmarks", "no_landmarks", "no landmarks sidecar for the precomputed backend")
@@ -109,24 +113,25 @@ def stage_landmarks_precomputed(clip: Clip) -> Clip:
     if len(track.landmarks) < clip.info["source_frames"]:
         raise ClipRejected("landmarks", "no_landmarks",
                            f"sidecar has {len(track.landmarks)} frames, video {clip.info['source_frames']}")
-    clip.track = track.take(clip.source_index)
+    clip.track = track.take(clip.source_index).follow(clip.cuts, cfg.landmarks)
     return clip
 
 
-def stage_landmarks(clip: Clip, landmarker: Optional[Callable[[np.ndarray], LandmarkTrack]]) -> Clip:
+def stage_landmarks(clip: Clip, landmarker: Optional[Callable[..., LandmarkTrack]], cfg: PreprocessConfig) -> Clip:
+    """The followed face's landmarks on every frame: the sidecar's (`landmarker` None) or detected."""
     if landmarker is None:
-        return stage_landmarks_precomputed(clip)
-    clip.track = landmarker(clip.frames)
+        return stage_landmarks_precomputed(clip, cfg)
+    clip.track = landmarker(clip.frames, clip.cuts)
     return clip
 
 
-def longest_valid_run(valid: np.ndarray) -> tuple[int, int]:
-    """[start, stop) of the longest run of True."""
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], valid.astype(np.int8), [0]])))
-    if len(edges) == 0:
-        return 0, 0
-    runs = list(zip(edges[::2], edges[1::2]))
-    return max(runs, key=lambda r: r[1] - r[0])
+def longest_valid_run(valid: np.ndarray, cuts: list[int] | tuple[int, ...] = ()) -> tuple[int, int]:
+    """[start, stop) of the longest run of True that does not span a cut."""
+    runs = []
+    for a, b in shot_ranges(len(valid), cuts):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], valid[a:b].astype(np.int8), [0]])))
+        runs += [(a + int(s), a + int(e)) for s, e in zip(edges[::2], edges[1::2])]
+    return max(runs, key=lambda r: r[1] - r[0], default=(0, 0))
 
 
 def stage_align(clip: Clip, cfg: PreprocessConfig, template: np.ndarray, crop_size: int, smooth_sigma: float) -> Clip:
@@ -148,9 +153,9 @@ def stage_align(clip: Clip, cfg: PreprocessConfig, template: np.ndarray, crop_si
     sizes = face_size(lm[has_face])
     if np.median(sizes) < g.min_face_px:
         raise ClipRejected("landmarks", "face_too_small", f"median face size {np.median(sizes):.0f} px < {g.min_face_px}")
-    lm = smooth_landmarks(lm, smooth_sigma)
+    lm = smooth_landmarks(lm, smooth_sigma, cuts=clip.cuts)
     valid = np.isfinite(lm).all(axis=(1, 2))
-    start, stop = longest_valid_run(valid)
+    start, stop = longest_valid_run(valid, clip.cuts)
     if stop - start < g.min_frames:
         raise ClipRejected("landmarks", "too_short", f"longest run with a face is {stop - start} frames")
     if (start, stop) != (0, n):  # keep the longest face run; audio follows
@@ -202,7 +207,7 @@ def process_clip(row: dict, cfg: PreprocessConfig, face_cfg, landmarker=None, re
     try:
         clip = stage_decode(row, cfg)
         stage = "landmarks"
-        clip = stage_landmarks(clip, landmarker)
+        clip = stage_landmarks(clip, landmarker, cfg)
         stage = "align"
         clip = stage_align(clip, cfg, template, face_cfg.crop_size, face_cfg.smooth_sigma)
         if restorer is not None:

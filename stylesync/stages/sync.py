@@ -36,7 +36,10 @@ def run(params: Params, args) -> int:
     lm = params.preprocess.landmarks
     if lm.backend == "precomputed":  # real videos: detect landmarks (sidecar files come with --landmarks)
         lm = dataclasses.replace(lm, backend="auto")
-    syncer = Lipsyncer.from_dirs(gen_dir, personal, cfg=params.infer, landmarks=lm, device=resolve_device(params.device))
+    if args.face is not None:
+        lm = dataclasses.replace(lm, face=args.face)
+    syncer = Lipsyncer.from_dirs(gen_dir, personal, cfg=params.infer, landmarks=lm, scenes=params.preprocess.scenes,
+                                 device=resolve_device(params.device))
     for v, a, o in pairs(Path(args.video), Path(args.audio), Path(args.output)):
         syncer.run(v, a, o, landmarks=args.landmarks, start=args.start, end=args.end)
     return 0
