@@ -7,13 +7,14 @@ detector (PySceneDetect's content detector) at the clip's size and 2x and 4x.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from report import write_result  # bench/ is on sys.path when a bench runs as a script
 
 
 def carphone() -> Path:
@@ -61,10 +62,7 @@ def main() -> None:
         rows += [bench_dlib(f, n) for n in (1, 5, 10)]
         shots.append(bench_shots(f))
     res = {"dlib": rows, "shots": shots, "machine": {"cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d")}}
-    print(json.dumps(res, indent=2))
-    out = Path("bench/results")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"landmarks-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(res, indent=2))
+    write_result("landmarks", res)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,10 @@ COMMANDS: dict[str, Command] = {
         [arg("--executor", choices=["ray", "local"], default="ray", help="Ray Data (default) or in-process")],
     ),
     "train-syncnet": Command("stylesync.stages.train_syncnet:run", "train the expert SyncNet on the shards"),
+    "sync-check": Command(
+        "stylesync.stages.sync_check:run", "A/V offset and sync confidence of every clip -> data/sync.parquet",
+        [arg("--executor", choices=["ray", "local"], default="ray", help="Ray tasks over the shards (default) or in-process")],
+    ),
     "train": Command("stylesync.stages.train_backbone:run", "train the generalized StyleSync backbone on Ray Train"),
     "personalize": Command(
         "stylesync.stages.personalize:run", "personalize the backbone for every identity of the speaker catalog (Ray tasks)",

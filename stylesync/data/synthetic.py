@@ -90,10 +90,27 @@ def _r(x: np.ndarray) -> list:
     return np.round(np.asarray(x, np.float64), 4).tolist()
 
 
+def av_offset(cfg: SynthConfig, job: ClipJob, rng: np.random.Generator) -> int:
+    """The A/V offset injected into a clip (frames, > 0: the audio is late; 0: in sync)."""
+    if job.split not in cfg.av_offset_splits or rng.random() >= cfg.av_offset_fraction:
+        return 0
+    return int(rng.integers(1, cfg.av_offset_max + 1)) * int(rng.choice([-1, 1]))
+
+
+def shift_audio(wav: np.ndarray, offset: int, samples_per_frame: int) -> np.ndarray:
+    """The audio `offset` frames late (> 0: silence first) or early (< 0: its start cut), same length."""
+    n = abs(offset) * samples_per_frame
+    if n == 0:
+        return wav
+    pad = np.zeros(n, wav.dtype)
+    return np.concatenate([pad, wav[:-n]]) if offset > 0 else np.concatenate([wav[n:], pad])
+
+
 def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
     """Render one clip in memory: audio, the mouth driven by it, head motion, blinks, frames."""
     ident = make_identity(cfg.seed, job.identity)
-    audio_ss, motion_ss = np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(2)
+    # children 0 and 1 are the same for any spawn count: adding the offset stream changes no clip
+    audio_ss, motion_ss, offset_ss = np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(3)
     n_frames = int(round(cfg.seconds * cfg.fps))
     speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate)
     aperture, spread = mouth_track(speech, n_frames, cfg.fps, cfg.sample_rate)  # (T,), (T,)
@@ -107,7 +124,10 @@ def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
         landmarks[t] = frame_landmarks(ident.appearance, m, mouth_open[t], mouth_width[t], mo.eye_open[t], mo.yaw[t])
         frame = renderer.render(landmarks[t], m, mo.gaze[t])
         frames[t] = np.clip(frame * mo.exposure[t] + 0.5, 0, 255).astype(np.uint8)  # camera exposure drift
+    offset = av_offset(cfg, job, np.random.default_rng(offset_ss))
+    wav = shift_audio(speech.wav, offset, int(round(cfg.sample_rate / cfg.fps)))
     meta = {
+        "av_offset": offset,
         "identity": ident.name, "split": job.split, "video": video_id(cfg.seed, job.identity, job.video),
         "clip": f"{job.clip + 1:05d}", "seed": cfg.seed, "fps": cfg.fps, "sample_rate": cfg.sample_rate,
         "resolution": cfg.resolution, "n_frames": n_frames, "n_samples": len(speech.wav),
@@ -118,7 +138,7 @@ def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
         "phones": speech.phones, "style": asdict(ident.style), "voice": asdict(ident.voice),
         "appearance": ident.appearance.to_dict(),
     }
-    return Clip(frames, speech.wav, landmarks, meta)
+    return Clip(frames, wav, landmarks, meta)
 
 
 def is_complete(cfg: SynthConfig, job: ClipJob) -> bool:

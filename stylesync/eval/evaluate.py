@@ -9,7 +9,8 @@ masked input itself), plus the ground truth as the metrics' reference row.
 Metrics: SSIM, PSNR (torchmetrics), LMD (mouth points of face-alignment's FAN, or dlib's predictor without FAN weights; pixels at 256),
 Sync_conf = LSE-C and LSE-D (official SyncNet), D_ID (ArcFace ONNX), id_dlib_cos / id_dlib_l2 /
 id_dlib_same (dlib's 128-d face descriptor: mean cosine, mean L2, fraction of frames with L2 < 0.6;
-not D_ID), own_sync (our expert). A metric whose weights are not supplied is reported as missing,
+not D_ID), own_sync (our expert's mean cosine) and own_abs_offset (the mean |A/V offset| in frames
+that our expert's offset search finds, as the sync check does; LSE's own is av_offset). A metric whose weights are not supplied is reported as missing,
 with the reason, never from something else. SyncNet, ArcFace and dlib see the aligned crop at its
 true 3:4 aspect (eval/identity.py `unsquash`; the shards store it squashed into a square), the
 identity models with the real frame's landmarks mapped alike; SSIM, PSNR and LMD use the crop as is.
@@ -32,6 +33,7 @@ from ..face.mask import mask_tensor
 from ..io import exists, join, read_json, read_parquet
 from ..layout import Layout
 from ..models.store import load_generator, load_personal, load_syncnet
+from .av_offset import expert_offset
 from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
 from .id_dlib import DlibFaceId, descriptor_scores
 from .metrics import psnr, ssim
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 # every metric scores the composite that paste-back shows (the method inside the mask, the frame
 # outside it); *_raw_crop score the raw generator output over the whole crop
 METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "av_offset", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same",
-           "own_sync", "ssim_raw_crop", "psnr_raw_crop"]
+           "own_sync", "own_abs_offset", "ssim_raw_crop", "psnr_raw_crop"]
 
 
 class Scorers:
@@ -115,6 +117,7 @@ def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, ex
            "ssim_raw_crop": ssim(raw[keep], gt[keep]).mean().item(), "psnr_raw_crop": psnr(raw[keep], gt[keep]).mean().item()}
     if expert is not None:
         row["own_sync"] = sync_scores(expert, pred, clip["mel"])
+        row["own_abs_offset"] = abs(expert_offset(expert, pred, clip["mel"])["offset"])  # frames, the sync check's search
     gen_u8, gt_u8 = _uint8(pred), _uint8(gt)
     if scorers.fan is not None:
         from .lmd import lmd
@@ -197,7 +200,7 @@ def evaluate(params: Params) -> dict:
     expert = load_syncnet(layout.syncnet, device) if exists(join(layout.syncnet, "config.json")) else None
     scorers = Scorers(params)
     if expert is None:
-        scorers.missing["own_sync"] = "no trained expert SyncNet in models/syncnet"
+        scorers.missing["own_sync"] = scorers.missing["own_abs_offset"] = "no trained expert SyncNet in models/syncnet"
     personal = _personal_models(params, device)
     held_out = {c: ident for ident, (_, clips) in personal.items() for c in clips}
     rows: dict[str, list[dict]] = defaultdict(list)

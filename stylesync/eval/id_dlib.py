@@ -11,12 +11,12 @@ frame alike, as D_ID's alignment. Per frame: cosine similarity and L2 distance o
 """
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from ..face.landmarks import packaged_dlib_model
 from .identity import unsquash, unsquash_points
 
 DLIB_FACE_MODEL = "dlib_face_recognition_resnet_model_v1.dat"
@@ -27,16 +27,8 @@ COLUMNS = ("id_dlib_cos", "id_dlib_l2", "id_dlib_same")
 
 
 def dlib_face_model_path() -> Path:
-    """The descriptor model shipped by face-recognition-models, located without importing the
-    package (its __init__ needs pkg_resources)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"dlib's face descriptor needs {DLIB_FACE_MODEL} of the face-recognition-models "
-                                f"package: {INSTALL}")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_FACE_MODEL
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist (a broken face-recognition-models install?): {INSTALL}")
-    return path
+    """The descriptor model shipped by face-recognition-models."""
+    return packaged_dlib_model(DLIB_FACE_MODEL, "dlib's face descriptor", INSTALL)
 
 
 class DlibFaceId:

@@ -202,20 +202,26 @@ class FaceAlignmentLandmarks(KeyframeLandmarks):
 def dlib_predictor_path(cfg: LandmarksConfig) -> Path:
     """`landmarks.dlib_predictor`, else the file shipped by the `face-recognition-models` package
     (located without importing it: its __init__ needs pkg_resources)."""
-    import importlib.util
-
     if cfg.dlib_predictor:
         path = Path(cfg.dlib_predictor)
         if not path.exists():
             raise FileNotFoundError(f"landmarks.dlib_predictor = {path} does not exist")
         return path
+    return packaged_dlib_model(DLIB_PREDICTOR, "the dlib landmark backend", "pip install face-recognition-models (or "
+                               f"set landmarks.dlib_predictor, e.g. Debian's /usr/share/dlib/{DLIB_PREDICTOR})")
+
+
+def packaged_dlib_model(name: str, needed_by: str, install: str) -> Path:
+    """A model file of the `face-recognition-models` package, located without importing it (its
+    __init__ needs the removed pkg_resources); a missing package or file names `install`."""
+    import importlib.util
+
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the dlib landmark backend needs {DLIB_PREDICTOR}: pip install face-recognition-models "
-                                f"(or set landmarks.dlib_predictor, e.g. Debian's /usr/share/dlib/{DLIB_PREDICTOR})")
-    path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_PREDICTOR
+        raise FileNotFoundError(f"{needed_by} needs {name} of the face-recognition-models package: {install}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "models" / name
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: reinstall face-recognition-models")
+        raise FileNotFoundError(f"{path} is missing (a broken face-recognition-models install?): {install}")
     return path
 
 

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..config import Params, anchored, from_dict, to_dict
+from ..data.av_sync import load_sync_plan
 from ..io import atomic_write_bytes, is_uri, makedirs, write_json
 from ..layout import Layout
 from ..runtime import tracking
@@ -138,7 +139,7 @@ def run_catalog(params: Params, executor: str = "ray") -> dict:
         pq.write_table(table, buf)
         catalog_bytes = buf.getvalue().to_pybytes()
         atomic_write_bytes(layout.catalog, catalog_bytes)
-        metrics = summarize(results, time.time() - t0)
+        metrics = summarize(results, time.time() - t0) | {"sync": load_sync_plan(params).summary()}
         write_json(layout.metrics("personalize.json"), metrics)
         if parent is not None:
             import mlflow

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ..config import Params, anchored, to_dict
+from ..data.av_sync import load_sync_plan
 from ..eval.demo_check import demo_check
 from ..face.mask import mask_tensor
 from ..io import atomic_write_bytes, join, local_dir, write_json
@@ -74,7 +75,8 @@ def train_backbone(params: Params) -> dict:
     metrics = {"steps": extra["step"], "wall_s": round(time.time() - t0, 1), "perceptual": extra.get("perceptual"),
                "mlflow_run_id": extra.get("mlflow_run"), "run_name": run_name(params),
                "nonfinite_skipped": extra.get("nonfinite_skipped", 0),
-               "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check}
+               "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check,
+               "sync": load_sync_plan(params).summary()}  # what the loader shifted and skipped
     write_json(layout.metrics("train.json"), metrics)
     write_plot(layout.plots("train.csv"), history, LOSS_FIELDS)
     write_plot(layout.plots("demo_check.csv"), extra.get("demo_curve", []))

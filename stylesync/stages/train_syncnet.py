@@ -28,7 +28,8 @@ def train_syncnet(params: Params) -> dict:
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
                "keep": cfg.keep, "selected_step": chosen.get("step"),
                "val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"), "chance_acc": 0.5,
-               "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"]}
+               "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
+               "sync_filter": out["sync"]}
     write_json(layout.metrics("syncnet.json"), metrics)
     write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc"])
     if params.tracking.enabled and out["mlflow_run_id"]:

@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from ..config import Params, anchored, config_hash, from_dict, learned_settings, to_dict
+from ..data.av_sync import load_sync_plan
 from ..data.loader import make_loader, seed_everything, training_pipeline
 from ..face.mask import mask_tensor
 from ..io import ray_storage
@@ -39,7 +40,8 @@ def run_name(params: Params) -> str:
     """Same training params -> same name -> a rerun resumes (also to train longer); else afresh."""
     train = learned_settings(params.train)  # schedule-only fields (steps, log rhythm, ...) resume the same run
     key = {"train": train, "model": params.model, "face": params.face, "seed": params.seed,
-           "paths": {k: getattr(params.paths, k) for k in ("shards", "vgg19_weights", "discriminator_init")}}
+           "paths": {k: getattr(params.paths, k) for k in ("shards", "vgg19_weights", "discriminator_init")},
+           "sync": load_sync_plan(params).key()}  # the clips shifted and skipped
     return f"backbone-{config_hash(key)}"
 
 
@@ -94,8 +96,10 @@ def backbone_loop(config: dict) -> None:
     mask = mask_tensor(params.model.generator.size, params.face.mask, device)
     m = StepModules(Gw, Dw, opt_g, opt_d, mask, syncnet, vgg, g_ema, amp_dtype(params, device), cl)
     m.extra["nonfinite_skipped"] = extra.get("nonfinite_skipped", 0)  # train.nan_policy: skip
+    sync = load_sync_plan(params)  # shift / skip clips by the sync check
     loader = make_loader(training_pipeline(layout.shard_urls("train"), tc.loader, params.model.generator.size,
-                                           seed=params.seed, skip_batches=step), tc.loader.workers)
+                                           seed=params.seed, skip_batches=step, select=sync.select,
+                                           av_offsets=sync.offsets), tc.loader.workers)
     history: list = extra.get("history", [])
     curve: list = extra.get("demo_curve", [])
     checker = syncnet if syncnet is not None else load_syncnet(layout.syncnet, device)

@@ -19,6 +19,7 @@ from typing import Optional
 import torch
 
 from ..config import Params, config_hash, learned_settings
+from ..data.av_sync import load_sync_plan
 from ..data.loader import iter_clips, make_loader, seed_everything, training_pipeline
 from ..face.mask import mask_tensor
 from ..io import exists, join, read_parquet, size
@@ -51,9 +52,12 @@ class CatalogEntry:
 
 
 def fingerprint(params: Params, entry: CatalogEntry, backbone_sha256: str) -> str:
-    """What a personal model is made from: backbone, learned settings, data, seed."""
+    """What a personal model is made from: backbone, learned settings, data (with the sync check's
+    shifts and skips of the person's clips), seed."""
     cfg = learned_settings(params.personalize)
     data = {k: v for k, v in asdict(entry).items() if k != "time_limit_s"}
+    sync = load_sync_plan(params)
+    data["sync"] = [[c, sync.offsets.get(c, 0), sync.skipped.get(c)] for c in entry.clips]
     return config_hash({"backbone": backbone_sha256, "cfg": cfg, "entry": data, "seed": params.seed})
 
 
@@ -147,12 +151,18 @@ def train_personal(params: Params, entry: CatalogEntry) -> PersonalRun:
     bs = pc.loader.batch_size
     n_personal = max(1, int(round(bs * pc.personal_fraction)))
     steps = max(1, math.ceil(pc.epochs * n_frames / (n_personal * pc.loader.window)))
-    wanted = set(entry.clips)
+    sync = load_sync_plan(params)  # shift / skip clips by the sync check
+    try:
+        sync.check_left(list(entry.clips), f"identity {entry.identity}")
+    except ValueError as e:
+        raise PersonalizeError(f"no usable data: {e}") from None
+    wanted = set(entry.clips) - set(sync.skipped)
     personal = iter(make_loader(training_pipeline(personal_urls, pc.loader, G.size, params.seed,
                                                   select=lambda meta: meta["clip_id"] in wanted, frame_limits=limits,
-                                                  batch_size=n_personal), pc.loader.workers))
-    general = iter(make_loader(training_pipeline(general_urls, pc.loader, G.size, params.seed + 1,
-                                                 batch_size=bs - n_personal), pc.loader.workers)) if bs > n_personal else None
+                                                  batch_size=n_personal, av_offsets=sync.offsets), pc.loader.workers))
+    general = iter(make_loader(training_pipeline(general_urls, pc.loader, G.size, params.seed + 1, select=sync.select,
+                                                 batch_size=bs - n_personal, av_offsets=sync.offsets),
+                               pc.loader.workers)) if bs > n_personal else None
 
     scales = effective_scales(G)
 

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from ..config import Params, config_hash, learned_settings
+from ..data.av_sync import SyncPlan, load_sync_plan
 from ..data.loader import make_loader, seed_everything, training_pipeline
 from ..io import atomic_dir, dir_complete, exists, glob, join, local_dir, remove
 from ..layout import Layout
@@ -84,7 +85,12 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
     device = resolve_device(params.device)
     seed_everything(params.seed)
     learned = learned_settings(cfg)
-    run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed})}")
+    sync = load_sync_plan(params) if cfg.sync_filter else SyncPlan()  # the second pass: filtered, shifted data
+    if cfg.sync_filter and sync.status != "applied":
+        raise FileNotFoundError(f"syncnet_train.sync_filter needs the sync check's table ({sync.status}): run "
+                                "`stylesync sync-check` first (with sync_check.apply: true)")
+    extra_key = {"sync": sync.key()} if cfg.sync_filter else {}
+    run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, **extra_key})}")
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history, run_id = 0, [], None
@@ -95,7 +101,8 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
         history, run_id = extra.get("history", []), extra.get("mlflow_run")
         log.info("resuming the expert SyncNet from %s (step %d)", latest, step)
     train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
-                                          skip_batches=step), cfg.loader.workers)
+                                          skip_batches=step, select=sync.select, av_offsets=sync.offsets),
+                        cfg.loader.workers)
     val = list(itertools.islice(iter(make_loader(
         training_pipeline(layout.shard_urls("test"), cfg.loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
     it = iter(train)
@@ -141,4 +148,4 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
         log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
                     "weights; delete the run directory to retrain", run_dir)
     save_syncnet(layout.syncnet, net.cpu(), {"mlflow_run_id": run_id, "steps": step, "selected_step": chosen.get("step")})
-    return {"steps": step, "history": history, "chosen": chosen, "mlflow_run_id": run_id}
+    return {"steps": step, "history": history, "chosen": chosen, "mlflow_run_id": run_id, "sync": sync.summary()}
