@@ -19,7 +19,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test test-slow bench install clean-venv test-media
+.PHONY: repro test test-slow bench gpu-check install clean-venv test-media
 
 # Real recorded speech for the inference test (Debian's codec2-examples, 16 kHz wavs)
 TEST_SPEECH := /usr/share/codec2/raw/speech_orig_16k.wav
@@ -49,6 +49,9 @@ test-slow: $(STAMP) test-media
 
 bench: $(STAMP)
 	$(BIN)/python bench/model.py
+
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu_check.py
 
 clean-venv:
 	rm -rf $(VENV)

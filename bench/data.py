@@ -159,6 +159,7 @@ def main() -> None:
     print(json.dumps(res, indent=2))
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / f"data-{time.strftime('%Y%m%dT%H%M%S')}.json").write_text(json.dumps(res, indent=2))
+    print(json.dumps({"preprocess_decode_ratio": round(res["preprocess"]["ratio"], 3)}))  # the one-line summary
 
 
 if __name__ == "__main__":

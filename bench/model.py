@@ -168,6 +168,10 @@ def main() -> None:
         for r in results:
             f.write(json.dumps({**r, "machine": machine(), "date": stamp, "torch": torch.__version__,
                                 "reference_gflops": peak}) + "\n")
+    g256 = [r for r in results if r["model"] == "G" and r["size"] == 256 and r["mode"] == "fwd"]
+    if args.device == "cpu" and g256:  # the one-line summary: the fastest G forward at 256 measured here
+        print(json.dumps({"g256_cpu_s_per_frame": round(min(r["s_per_batch"] / r["batch"] for r in g256), 3),
+                          "matmul_gflops": round(peak["matmul_4096"], 1)}))
 
 
 if __name__ == "__main__":

@@ -321,7 +321,7 @@ class TrainConfig:
 
     steps: int = field(default=300000, metadata=SCHEDULE)
     num_workers: int = 1  # Ray Train workers (DDP); gloo on CPU, NCCL on GPU
-    use_gpu: bool = False
+    use_gpu: Optional[bool] = None  # None: follows `device` (cpu: no; cuda: yes; auto: when the Ray cluster has GPUs)
     amp: Amp = Amp.auto  # auto = bf16 autocast on CUDA, off on CPU; "bf16"; "off"
     channels_last: ChannelsLast = ChannelsLast.auto  # auto = on CUDA; "on"; "off"
     compile: bool = False  # torch.compile the generator and discriminator
@@ -374,6 +374,7 @@ class SyncCheckConfig:
     min_confidence: Optional[float] = None
     max_offset: int = 6  # |offset| above this many frames: skipped (LatentSync: 6)
     apply: bool = True  # the backbone and personalization loaders (and syncnet_train.sync_filter) use the table
+    gpus_per_task: float = field(default=0.25, metadata=SCHEDULE)  # per shard task when the cluster has GPUs
 
     def thresholds(self, scorer: str) -> tuple[float, int]:
         """(min confidence, max |offset|) for clips scored by `scorer` (official | expert)."""

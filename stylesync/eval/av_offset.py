@@ -90,7 +90,9 @@ def check_shard(params, url: str) -> list[dict]:
     from ..data.loader import iter_clips
     from ..data.sample import npy_load
 
-    scorer = SyncScorer(params)
+    from ..runtime.device import resolve_device
+
+    scorer = SyncScorer(params, resolve_device(params.device))
     rows = []
     for meta, frames, sample in iter_clips([url], scorer.frame_size):
         s = scorer(frames, npy_load(sample["mel.npy"]).astype(np.float32), npy_load(sample["audio.npy"]))

@@ -33,6 +33,7 @@ from ..face.mask import mask_tensor
 from ..io import exists, join, read_json, read_parquet
 from ..layout import Layout
 from ..models.store import load_generator, load_personal, load_syncnet
+from ..runtime.device import resolve_device
 from .av_offset import expert_offset
 from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
 from .id_dlib import DlibFaceId, descriptor_scores
@@ -192,7 +193,7 @@ def mean_row(rows: list[dict]) -> dict:
 def evaluate(params: Params) -> dict:
     """{"models": name -> mean of each metric (None where missing) and "clips", "missing": metric ->
     why, "split", "protocol"}."""
-    device = torch.device("cpu")
+    device = resolve_device(params.device)
     ec = params.evaluate
     models, G, face = _models(params, device)
     mask = mask_tensor(G.size, face.mask, device)

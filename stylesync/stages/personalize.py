@@ -24,6 +24,7 @@ from ..data.av_sync import load_sync_plan
 from ..io import atomic_write_bytes, is_uri, makedirs, write_json
 from ..layout import Layout
 from ..runtime import tracking
+from ..runtime.device import wants_gpu
 from ..runtime.ray_session import ray_session
 from ..train.catalog import folder_clashes, load_catalog
 from ..train.personalize import CatalogEntry, PersonalizeError
@@ -84,7 +85,7 @@ def _run_ray(params: Params, entries: list[CatalogEntry], parent_run_id: Optiona
     results = []
     with ray_session(params.ray):
         res = ray.cluster_resources()
-        gpus = pc.num_gpus if res.get("GPU", 0) > 0 else 0
+        gpus = pc.num_gpus if wants_gpu(params.device, res.get("GPU", 0)) else 0
         cpus = min(pc.num_cpus, res.get("CPU", 1))
         slots = max(1, int(res.get("CPU", 1) // cpus))
         if gpus:

@@ -21,6 +21,7 @@ from ..eval.av_offset import check_shard
 from ..io import write_json, write_parquet
 from ..layout import Layout
 from ..runtime import tracking
+from ..runtime.device import wants_gpu
 from ..runtime.ray_session import ray_session
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def score_all(params: Params, executor: str = "ray") -> list[dict]:
         import ray
 
         with ray_session(params.ray):
-            task = ray.remote(num_cpus=1)(_shard_task)
+            gpus = params.sync_check.gpus_per_task if wants_gpu(params.device, ray.cluster_resources().get("GPU", 0)) else 0
+            task = ray.remote(num_cpus=1, num_gpus=gpus)(_shard_task)
             pdict = to_dict(anchored(params))  # Ray workers need not share the working directory
             pending = [task.remote(pdict, u) for u in urls]
             while pending:

@@ -20,6 +20,7 @@ from ..io import atomic_write_bytes, join, local_dir, write_json
 from ..layout import Layout
 from ..models.store import load_generator, load_syncnet
 from ..runtime import tracking
+from ..runtime.device import resolve_device
 from ..train.backbone import run_name, train
 from ..video import write_video
 from .hooks import TrackingHooks
@@ -65,7 +66,7 @@ def train_backbone(params: Params) -> dict:
     t0 = time.time()
     layout = Layout(params.paths)
     extra = train(params, BackboneHooks(params, run_name(params)))
-    device = torch.device("cpu")
+    device = resolve_device(params.device)
     G, face, _ = load_generator(layout.generator, device)
     mask = mask_tensor(G.size, face.mask, device)
     check, clips = demo_check(G, load_syncnet(layout.syncnet, device), layout.shard_urls("test"), mask,

@@ -27,6 +27,7 @@ from ..layout import Layout
 from ..models.discriminator import Discriminator
 from ..models.generator import StyleSyncGenerator
 from ..models.store import load_syncnet, save_discriminator, save_generator
+from ..runtime.device import amp_dtype, wants_gpu
 from ..runtime.faults import maybe_fail
 from .build import build_discriminator, load_vgg
 from .checkpointing import load_latest_intact, load_training_state, older_ray_checkpoints, save_training_state
@@ -43,13 +44,6 @@ def run_name(params: Params) -> str:
            "paths": {k: getattr(params.paths, k) for k in ("shards", "vgg19_weights", "discriminator_init")},
            "sync": load_sync_plan(params).key()}  # the clips shifted and skipped
     return f"backbone-{config_hash(key)}"
-
-
-def amp_dtype(params: Params, device: torch.device) -> Optional[torch.dtype]:
-    mode = params.train.amp
-    if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
-        return torch.bfloat16
-    return None
 
 
 def progress_line(step: int, total: int, logs: dict, elapsed: float, done: int) -> str:
@@ -94,7 +88,7 @@ def backbone_loop(config: dict) -> None:
     if tc.compile:
         Gw, Dw = torch.compile(Gw), torch.compile(Dw)
     mask = mask_tensor(params.model.generator.size, params.face.mask, device)
-    m = StepModules(Gw, Dw, opt_g, opt_d, mask, syncnet, vgg, g_ema, amp_dtype(params, device), cl)
+    m = StepModules(Gw, Dw, opt_g, opt_d, mask, syncnet, vgg, g_ema, amp_dtype(params.train.amp, device), cl)
     m.extra["nonfinite_skipped"] = extra.get("nonfinite_skipped", 0)  # train.nan_policy: skip
     sync = load_sync_plan(params)  # shift / skip clips by the sync check
     loader = make_loader(training_pipeline(layout.shard_urls("train"), tc.loader, params.model.generator.size,
@@ -171,12 +165,14 @@ def fit(params: Params, hooks: Optional[LoopHooks] = None):
     with ray_session(params.ray):
         import ray
 
-        cpus = tc.cpus_per_worker or max(1, int(ray.cluster_resources().get("CPU", 1)) // tc.num_workers)
+        res = ray.cluster_resources()
+        cpus = tc.cpus_per_worker or max(1, int(res.get("CPU", 1)) // tc.num_workers)
+        use_gpu = tc.use_gpu if tc.use_gpu is not None else wants_gpu(params.device, res.get("GPU", 0))
         trainer = TorchTrainer(
             backbone_loop,
             train_loop_config={"params": to_dict(anchored(params)), "hooks": hooks},  # workers run elsewhere
-            scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=tc.use_gpu,
-                                         resources_per_worker={"CPU": cpus, **({"GPU": 1} if tc.use_gpu else {})}),
+            scaling_config=ScalingConfig(num_workers=tc.num_workers, use_gpu=use_gpu,
+                                         resources_per_worker={"CPU": cpus, **({"GPU": 1} if use_gpu else {})}),
             run_config=RunConfig(name=name, storage_path=storage, storage_filesystem=storage_fs,
                                  failure_config=FailureConfig(max_failures=tc.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=tc.keep_checkpoints)),

@@ -28,7 +28,7 @@ from ..models.checkpoint import read_model, save_model
 from ..models.delta import pack_delta, packed_bytes
 from ..models.generator import StyleSyncGenerator, effective_scales
 from ..models.store import PERSONAL_KIND, generator_sha256, load_discriminator, load_generator, load_syncnet
-from ..runtime.device import resolve_device
+from ..runtime.device import amp_dtype, resolve_device
 from ..runtime.faults import maybe_fail
 from .build import load_vgg
 from .loop import drive
@@ -136,7 +136,7 @@ def train_personal(params: Params, entry: CatalogEntry) -> PersonalRun:
     vgg, vgg_status = load_vgg(params, pc.loss.vgg_layers)
     opt_g, opt_d = make_optimizers(trainable, D.parameters(), pc.optim, pc.loss.d_reg_every)
     mask = mask_tensor(G.size, face.mask, device)
-    m = StepModules(G, D, opt_g, opt_d, mask, syncnet, vgg)
+    m = StepModules(G, D, opt_g, opt_d, mask, syncnet, vgg, amp_dtype=amp_dtype(params.train.amp, device))  # bf16 on CUDA
 
     index = read_parquet(layout.shard_index).to_pylist()
     frames_of = {r["clip_id"]: r["n_frames"] for r in index}
