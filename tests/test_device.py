@@ -51,10 +51,10 @@ def test_every_stage_asks_the_policy(tmp_path, monkeypatch):
     import stylesync.stages.train_backbone as train_backbone
     import stylesync.train.personalize as personalize
     import stylesync.train.syncnet as syncnet
-    from stylesync.eval.av_offset import check_shard
+    import stylesync.eval.av_offset as av_offset
 
     p = _params(tmp_path)
-    for module in (evaluate, render, sync, train_backbone, personalize, syncnet, policy):
+    for module in (evaluate, render, sync, train_backbone, personalize, syncnet, av_offset):
         monkeypatch.setattr(module, "resolve_device", spy)
     monkeypatch.setattr(train_backbone, "train", lambda params, hooks: {"step": 0})  # the Ray Train part: wants_gpu
     monkeypatch.setattr(render, "read_parquet", lambda path: SimpleNamespace(to_pylist=lambda: [
@@ -65,7 +65,7 @@ def test_every_stage_asks_the_policy(tmp_path, monkeypatch):
         "train_backbone (demo check)": lambda: train_backbone.train_backbone(p),
         "personalize": lambda: personalize.train_personal(p, CatalogEntry("id1", ["c1"])),
         "train_syncnet": lambda: syncnet.train_syncnet(p),
-        "sync_check": lambda: check_shard(p, "no-shard.tar"),
+        "sync_check": lambda: av_offset.check_shard(p, "no-shard.tar"),
         "render": lambda: render.run(p, SimpleNamespace()),
         "sync": lambda: sync.run(p, SimpleNamespace(checkpoint=None, identity=None, face=None, landmarks=None,
                                                     video="v.mp4", audio="a.wav", output="o.mp4", start=0, end=None)),

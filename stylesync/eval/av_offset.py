@@ -8,10 +8,15 @@ offset, offset = argmin, confidence = median - min of that curve (as LSE-C).
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from ..audio import mel_windows
+from ..layout import Layout
+from ..models.store import load_syncnet
+from ..runtime.device import resolve_device
 
 
 @torch.no_grad()
@@ -52,11 +57,6 @@ class SyncScorer:
     are given (auto) or asked for (official), else the project's expert."""
 
     def __init__(self, params, device: str | torch.device = "cpu"):
-        from pathlib import Path
-
-        from ..layout import Layout
-        from ..models.store import load_syncnet
-
         cfg, path = params.sync_check, params.paths.syncnet_official_weights
         want = str(cfg.scorer)
         if want == "official" and not (path and Path(path).exists()):
@@ -89,8 +89,6 @@ def check_shard(params, url: str) -> list[dict]:
     """Every clip of one shard scored: {clip_id, split, offset, confidence, min_dist, scorer, frames}."""
     from ..data.loader import iter_clips
     from ..data.sample import npy_load
-
-    from ..runtime.device import resolve_device
 
     scorer = SyncScorer(params, resolve_device(params.device))
     rows = []

@@ -20,7 +20,7 @@ from scipy.ndimage import gaussian_filter1d
 
 from ..config import LandmarksConfig
 from ..shots import shot_ranges
-from .track import link_tracks, rank_tracks
+from .track import followed_track
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +53,10 @@ class LandmarkTrack:
         out = np.full_like(self.landmarks, np.nan)
         for a, b in shot_ranges(len(out), cuts):
             keys = list(range(a, b))
-            tracks = rank_tracks(link_tracks(keys, [rows[t][valid[t]] for t in keys], cfg.track_iou,
-                                             patience=2 * cfg.detect_every))  # as the detectors' box gaps
-            if cfg.face < len(tracks):
-                for t, row in tracks[cfg.face].items():
-                    out[t] = self.faces[t, int(row[4])]
+            track = followed_track(keys, [rows[t][valid[t]] for t in keys], cfg,
+                                   patience=2 * cfg.detect_every)  # as the detectors' box gaps
+            for t, row in (track or {}).items():
+                out[t] = self.faces[t, int(row[4])]
         return LandmarkTrack(out, self.n_faces, self.second_face_ratio, self.faces)
 
 
@@ -129,10 +128,10 @@ class KeyframeLandmarks:
                 ratio[k] = np.sqrt(area[1] / max(area[0], 1e-6))
         boxes = np.full((t_total, 4), np.nan, np.float32)  # the followed face's box per frame
         for (a, b), ks in zip(shots, shot_keys):
-            tracks = rank_tracks(link_tracks(ks, [dets[k] for k in ks], self.cfg.track_iou))
-            if self.cfg.face < len(tracks):
-                followed = {k - a: row[:4] for k, row in tracks[self.cfg.face].items()}
-                boxes[a:b] = interpolate_boxes(followed, b - a, max_gap=2 * self.cfg.detect_every)
+            track = followed_track(ks, [dets[k] for k in ks], self.cfg)
+            if track is not None:
+                boxes[a:b] = interpolate_boxes({k - a: row[:4] for k, row in track.items()}, b - a,
+                                               max_gap=2 * self.cfg.detect_every)
         return LandmarkTrack(self.landmarks_from_boxes(frames, boxes), n_faces, ratio)
 
 

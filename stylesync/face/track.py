@@ -5,8 +5,12 @@ areas over the shot's key frames, so a face present throughout beats a brief lar
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from ..config import LandmarksConfig
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -48,3 +52,10 @@ def rank_tracks(tracks: list[dict[int, np.ndarray]]) -> list[dict[int, np.ndarra
     """Largest first: by the sum of the track's box areas."""
     size = [sum(float((b[2] - b[0]) * (b[3] - b[1])) for b in t.values()) for t in tracks]
     return [tracks[i] for i in np.argsort(-np.asarray(size), kind="stable")]
+
+
+def followed_track(keys: list[int], dets: list[np.ndarray], cfg: LandmarksConfig,
+                   patience: int = 2) -> Optional[dict[int, np.ndarray]]:
+    """The track one shot follows: the `cfg.face`-th largest (None when the shot has fewer)."""
+    tracks = rank_tracks(link_tracks(keys, dets, cfg.track_iou, patience))
+    return tracks[cfg.face] if cfg.face < len(tracks) else None

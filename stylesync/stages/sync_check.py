@@ -71,8 +71,9 @@ def injected_offsets(rows: list[dict]) -> dict[str, int]:
 
 
 def summarize(params: Params, rows: list[dict], injected: dict[str, int], wall_s: float) -> dict:
-    reasons = Counter(skip_reason(r, params.sync_check) for r in rows)
-    used = [r for r in rows if skip_reason(r, params.sync_check) is None]
+    why = [skip_reason(r, params.sync_check) for r in rows]
+    reasons = Counter(why)
+    used = [r for r, w in zip(rows, why) if w is None]
     conf = np.array([r["confidence"] for r in rows]) if rows else np.zeros(0)
     out = {
         "scorer": rows[0]["scorer"] if rows else None, "clips": len(rows),
