@@ -3,6 +3,13 @@ per image, achieved GFLOP/s and peak memory, at the paper size (256) and the dem
 
     python bench/model.py                       # CPU, sizes 256 and the demo size, batch 4
     python bench/model.py --device cuda --bf16 --compile
+    python bench/model.py --sizes 256 --models G --modes fwd --precision both \
+        --authors-code /path/to/StyleSync_PyTorch  # ours fp32 / bf16 beside the authors' generator, one run
+
+`--authors-code` is a checkout of the authors' released model code (github.com/guanjz20/StyleSync_PyTorch,
+never part of this project): its `FullGenerator(256, 512, 8, face_z=True)` forward is timed with the same
+loop, inputs and thread count (CPU only: on CUDA it would build their extension ops). bf16 rows also
+report how far the output is from the fp32 forward of the same weights.
 
 Each configuration runs in a fresh process so that peak memory (RSS on CPU, allocator peak on GPU)
 is its own. Results: a Markdown table on stdout and JSON lines in bench/results/.
@@ -14,6 +21,7 @@ import datetime as dt
 import json
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -39,17 +47,33 @@ def _configs(params, size: int, fused: bool):
     return g, d
 
 
+def authors_generator(code_dir: str) -> torch.nn.Module:
+    """The authors' FullGenerator at 256 (L = 14, channel multiplier 2, n_mlp 8, face_z) from their code."""
+    sys.path.insert(0, code_dir)
+    try:
+        from stylesync_model import FullGenerator  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise SystemExit(f"--authors-code {code_dir}: cannot import the authors' stylesync_model ({e}); it needs "
+                         "a checkout of github.com/guanjz20/StyleSync_PyTorch (and its imports, e.g. `pip install munch`)")
+    return FullGenerator(256, 512, 8, channel_multiplier=2, narrow=1, face_z=True, device="cpu")
+
+
+def _model_and_inputs(job: dict, params, device: torch.device):
+    b, size = job["batch"], job["size"]
+    if job["model"] == "authors_G":  # their forward takes cat(masked, reference) and one mel window per frame
+        return authors_generator(job["authors_code"]).to(device), [torch.rand(b, 6, size, size, device=device),
+                                                                   torch.randn(b, 1, 80, 16, device=device)]
+    gcfg, dcfg = _configs(params, size, job["fused"])
+    if job["model"] == "G":
+        return StyleSyncGenerator(gcfg).to(device), [x.to(device) for x in generator_inputs(size, b)]
+    return Discriminator(dcfg).to(device), [torch.rand(b, 3, size, size, device=device)]
+
+
 def _measure(job: dict, queue) -> None:
     torch.manual_seed(0)
     device = torch.device(job["device"])
-    params = load_params(job["params"])
-    gcfg, dcfg = _configs(params, job["size"], job["fused"])
-    model = (StyleSyncGenerator(gcfg) if job["model"] == "G" else Discriminator(dcfg)).to(device)
-    b, size = job["batch"], job["size"]
-    if job["model"] == "G":
-        inputs = [x.to(device) for x in generator_inputs(size, b)]
-    else:
-        inputs = [torch.rand(b, 3, size, size, device=device)]
+    model, inputs = _model_and_inputs(job, load_params(job["params"]), device)
+    b = job["batch"]
     if job["channels_last"]:
         inputs = [x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 and x.shape[1] > 1 else x for x in inputs]
     train = job["mode"] == "fwd+bwd"
@@ -75,6 +99,7 @@ def _measure(job: dict, queue) -> None:
                 out.float().mean().backward()
     flops = counter.get_total_flops() / b
     model.zero_grad(set_to_none=True)
+    vs_fp32 = _vs_fp32(model, inputs, amp) if job["bf16"] and not train else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -91,7 +116,18 @@ def _measure(job: dict, queue) -> None:
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
     queue.put({**job, "flops_per_image": flops, "s_per_batch": sec, "images_per_s": b / sec,
                "gflops_per_s": flops * b / sec / 1e9, "peak_mem_gib": peak / 2**30, "warmup_s": warm,
-               "repeats": len(times)})
+               "repeats": len(times), "vs_fp32": vs_fp32})
+
+
+def _vs_fp32(model, inputs, amp) -> dict:
+    """How far the autocast forward is from the fp32 forward of the same weights (outputs in [0, 1])."""
+    with torch.no_grad():
+        ref = model(*inputs).float()
+        with amp:
+            out = model(*inputs).float()
+    d = (out - ref).abs()
+    return {"max_abs": round(d.max().item(), 5), "mean_abs": round(d.mean().item(), 6),
+            "psnr_db": round(10 * torch.log10(1 / (d**2).mean()).item(), 2)}
 
 
 def peak_gflops(device: str) -> dict:
@@ -117,6 +153,13 @@ def peak_gflops(device: str) -> dict:
     return out
 
 
+def _variant(r: dict) -> str:
+    if r["model"] == "authors_G":
+        return "authors' code"
+    return (f"{'fused' if r['fused'] else 'unfused'}{' CL' if r['channels_last'] else ''}{' bf16' if r['bf16'] else ''}"
+            f"{' compile' if r['compile'] else ''}")
+
+
 def machine() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
@@ -133,19 +176,25 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--fused", default="false", help="modconv form(s): false, true or both")
     ap.add_argument("--channels-last", default="true", help="true, false or both")
-    ap.add_argument("--bf16", action="store_true")
+    ap.add_argument("--bf16", action="store_true", help="bf16 autocast (= --precision bf16)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "both"])
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--authors-code", help="a checkout of the authors' model code: time their G at 256 too (CPU)")
     ap.add_argument("--seconds", type=float, default=10.0, help="time budget per configuration")
     ap.add_argument("--out", default="bench/results")
     args = ap.parse_args()
+    precisions = {"fp32": [False], "bf16": [True], "both": [False, True]}["bf16" if args.bf16 else args.precision]
     demo = load_params(args.params).model.generator.size
     sizes = [demo if s == "demo" else int(s) for s in args.sizes.split(",")]
     opts = {"true": [True], "false": [False], "both": [False, True]}
-    jobs = [dict(params=args.params, device=args.device, size=s, model=m, mode=mode, batch=args.batch, fused=f,
-                 channels_last=cl, bf16=args.bf16, compile=args.compile, seconds=args.seconds,
-                 min_repeats=2, max_repeats=50)
+    common = dict(params=args.params, device=args.device, batch=args.batch, compile=args.compile, seconds=args.seconds,
+                  min_repeats=2, max_repeats=50)
+    jobs = [dict(common, size=s, model=m, mode=mode, fused=f, channels_last=cl, bf16=bf)
             for s in sizes for m in args.models.split(",") for mode in args.modes.split(",")
-            for f in (opts[args.fused] if m == "G" else [False]) for cl in opts[args.channels_last]]
+            for f in (opts[args.fused] if m == "G" else [False]) for cl in opts[args.channels_last] for bf in precisions]
+    if args.authors_code:  # their code as released: fp32, NCHW, eager
+        jobs.append(dict(common, size=256, model="authors_G", mode="fwd", fused=False, channels_last=False, bf16=False,
+                         compile=False, authors_code=args.authors_code))
     peak = peak_gflops(args.device)
     print(f"machine: {machine()}; reference GFLOP/s: " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()))
     print("| model | size | mode | variant | batch | s/image | images/s | GFLOP/image | GFLOP/s | peak mem GiB |")
@@ -157,9 +206,7 @@ def main() -> None:
             print(f"failed: {job}")
             continue
         results.append(r)
-        print(f"| {r['model']} | {r['size']} | {r['mode']} | {'fused' if r['fused'] else 'unfused'}"
-              f"{' CL' if r['channels_last'] else ''}{' bf16' if r['bf16'] else ''}{' compile' if r['compile'] else ''}"
-              f" | {r['batch']} | {r['s_per_batch'] / r['batch']:.3f} | {r['images_per_s']:.2f} "
+        print(f"| {r['model']} | {r['size']} | {r['mode']} | {_variant(r)} | {r['batch']} | {r['s_per_batch'] / r['batch']:.3f} | {r['images_per_s']:.2f} "
               f"| {r['flops_per_image'] / 1e9:.2f} | {r['gflops_per_s']:.1f} | {r['peak_mem_gib']:.2f} |", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -170,7 +217,11 @@ def main() -> None:
                                 "reference_gflops": peak}) + "\n")
     g256 = [r for r in results if r["model"] == "G" and r["size"] == 256 and r["mode"] == "fwd"]
     if args.device == "cpu" and g256:  # the one-line summary: the fastest G forward at 256 measured here
-        print(json.dumps({"g256_cpu_s_per_frame": round(min(r["s_per_batch"] / r["batch"] for r in g256), 3),
+        best = min(g256, key=lambda r: r["s_per_batch"])
+        authors = [r for r in results if r["model"] == "authors_G"]
+        print(json.dumps({"g256_cpu_s_per_frame": round(best["s_per_batch"] / best["batch"], 3),
+                          "path": _variant(best), "vs_fp32": best["vs_fp32"],
+                          "authors_s_per_frame": round(authors[0]["s_per_batch"] / authors[0]["batch"], 3) if authors else None,
                           "matmul_gflops": round(peak["matmul_4096"], 1)}))
 
 

@@ -425,6 +425,7 @@ class EvaluateConfig:
     # identity scores (D_ID, id_dlib) on this many evenly spaced frames per clip (None = every frame;
     # dlib's descriptor takes ~0.08 s a frame on CPU)
     identity_frames: Optional[int] = 8
+    amp: Amp = Amp.auto  # generator forward: auto = bf16 autocast on CUDA, fp32 on CPU; "bf16"; "off"
 
 
 @dataclass
@@ -439,6 +440,9 @@ class InferConfig:
     paste: Paste = Paste.lower_face  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
     crf: int = 18  # H.264 quality of the output
     max_frames_in_memory: int = 20000  # refuse longer inputs (use --start/--end)
+    # generator forward: auto = bf16 autocast on CUDA, fp32 on CPU; "bf16" = bf16 on CPU too (AVX512-BF16/AMX:
+    # ~2.5x faster here, output within ~1 grey level: BENCHMARKS.md); "off" = fp32 everywhere
+    amp: Amp = Amp.auto
 
 
 @dataclass

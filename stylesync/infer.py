@@ -32,6 +32,7 @@ from .face.landmarks import LandmarkTrack, load_sidecar, smooth_landmarks
 from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
 from .models.store import apply_personal, load_generator
+from .runtime.device import amp_dtype, autocast
 from .io import parent
 from .shots import detect_cuts
 from .video import align_audio, audio_start_offset, read_audio, read_video, resample_indices, write_video
@@ -138,7 +139,9 @@ class Lipsyncer:
         wav = np.pad(wav, (0, n_out * SAMPLES_PER_FRAME - len(wav)))
         schedule = ping_pong(n_out, len(src))
         mels = torch.from_numpy(mel_windows(melspectrogram(wav).astype(np.float32), np.arange(n_out))).unsqueeze(1)  # (n_out, 1, 80, 16)
-        f_a = torch.cat([self.G.encode_audio(mels[i : i + 256].to(self.device)) for i in range(0, n_out, 256)])
+        amp = amp_dtype(self.cfg.amp, self.device)
+        with autocast(self.device, amp):
+            f_a = torch.cat([self.G.encode_audio(mels[i : i + 256].to(self.device)) for i in range(0, n_out, 256)]).float()
         f_a = smooth_audio_features(f_a, self.cfg.audio_ema, self.cfg.audio_gain)
         out = np.empty((n_out, *src.shape[1:]), np.uint8)
         no_face = 0
@@ -157,8 +160,9 @@ class Lipsyncer:
                 x = torch.from_numpy(np.stack([cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA)
                                                for c in crops])).permute(0, 3, 1, 2).float().div(255).to(self.device)
                 ref = x if self.cfg.reference == "same" else x[:1].expand_as(x)
-                pred = self.G(x * (1 - self.mask), ref, None, self.mask, f_a=f_a[todo])
-                pred = (pred.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+                with autocast(self.device, amp):
+                    pred = self.G(x * (1 - self.mask), ref, None, self.mask, f_a=f_a[todo])
+                pred = (pred.float().clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
                 for j, k in enumerate(todo):
                     out[k] = paste_back(src[s_idx[j]], pred[j], affine[s_idx[j]], self.blend)
             bar.update(len(ks))

@@ -21,7 +21,7 @@ def _check(tmp_path, *args, env=None, timeout=60):
 def test_without_a_gpu_it_says_so_and_skips(tmp_path):
     p, res = _check(tmp_path, env={"CUDA_VISIBLE_DEVICES": ""})
     assert p.returncode == 0, p.stderr
-    assert "NO GPU" in p.stdout and res["gpu"] is None and res["skipped"] == ["model", "train_step", "stages", "sync"]
+    assert "NO GPU" in p.stdout and res["gpu"] is None and res["skipped"] == ["model", "train_step", "sync", "model_compile", "stages"]
 
 
 @pytest.mark.slow

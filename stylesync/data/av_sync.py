@@ -49,6 +49,12 @@ class SyncPlan:
             raise ValueError(f"{what}: all {len(clip_ids)} clips fail the sync check "
                              f"({dict(Counter(self.skipped[c] for c in clip_ids))}); see sync_check.min_confidence / max_offset")
 
+    def check_split(self, layout: Layout, split: str, what: str) -> None:
+        """`check_left` over the clips of `split` in the shard index."""
+        if self.skipped:
+            rows = read_parquet(layout.shard_index).to_pylist()
+            self.check_left([r["clip_id"] for r in rows if r["split"] == split], f"{what} ({split} split)")
+
     def summary(self) -> dict:
         return {"status": self.status, "clips_shifted": len(self.offsets), "clips_skipped": len(self.skipped),
                 "skipped_by_reason": dict(sorted(Counter(self.skipped.values()).items()))}

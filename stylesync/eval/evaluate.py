@@ -33,7 +33,7 @@ from ..face.mask import mask_tensor
 from ..io import exists, join, read_json, read_parquet
 from ..layout import Layout
 from ..models.store import load_generator, load_personal, load_syncnet
-from ..runtime.device import resolve_device
+from ..runtime.device import amp_dtype, resolve_device
 from .av_offset import expert_offset
 from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
 from .id_dlib import DlibFaceId, descriptor_scores
@@ -156,13 +156,19 @@ def id_dlib_scores(model, gen_u8: np.ndarray, gt_u8: np.ndarray, clip: dict, sam
     return descriptor_scores(model.descriptors(list(gen_u8), lms), clip["id_dlib_real"])
 
 
+def _generator_fn(G, params: Params, device) -> Callable:
+    """function(clip, mask) -> G's frames, under `evaluate.amp`."""
+    amp = amp_dtype(params.evaluate.amp, device)
+    return lambda clip, mask: generate(G, clip, mask, amp)
+
+
 def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Module, object]:
     """(name -> function(clip, mask) -> predicted frames, the backbone generator, its face config)."""
     G, face, _ = load_generator(Layout(params.paths).generator, device)
-    models: dict[str, Callable] = {"ours_g": lambda clip, mask: generate(G, clip, mask)}
+    models: dict[str, Callable] = {"ours_g": _generator_fn(G, params, device)}
     for name, path in params.evaluate.ablations.items():
         A, _, _ = load_generator(path, device)
-        models[name] = (lambda A: lambda clip, mask: generate(A, clip, mask))(A)
+        models[name] = _generator_fn(A, params, device)
     models["copy_reference"] = lambda clip, mask: copy_reference(clip["gt"], clip["ref"], mask)
     models["masked_input"] = lambda clip, mask: masked_input(clip["gt"], mask)
     models["ground_truth"] = lambda clip, mask: clip["gt"]
@@ -181,7 +187,7 @@ def _personal_models(params: Params, device) -> dict[str, tuple[Callable, list[s
         d = layout.personal(row["identity"])
         meta = read_json(join(d, "config.json"))
         P = load_personal(layout.backbone, d, device)
-        out[row["identity"]] = ((lambda P: lambda clip, mask: generate(P, clip, mask))(P), meta["data"]["held_out"])
+        out[row["identity"]] = (_generator_fn(P, params, device), meta["data"]["held_out"])
     return out
 
 

@@ -1,6 +1,8 @@
 """Scoring generated clips against the ground truth under the self-reconstruction protocol."""
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import torch
 
@@ -15,8 +17,8 @@ def prepare_clip(meta: dict, frames: np.ndarray, mel: np.ndarray, size: int, see
             "ref": reference_index(meta["clip_id"], len(gt), seed)}
 
 
-def generate(G, clip: dict, mask: torch.Tensor) -> torch.Tensor:
-    return self_reconstruct(G, clip["gt"], clip["mels"], clip["ref"], mask)
+def generate(G, clip: dict, mask: torch.Tensor, amp: Optional[torch.dtype] = None) -> torch.Tensor:
+    return self_reconstruct(G, clip["gt"], clip["mels"], clip["ref"], mask, amp=amp)
 
 
 def mouth_scores(pred: torch.Tensor, clip: dict) -> dict:

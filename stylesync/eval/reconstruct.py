@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..audio import mel_windows
+from ..runtime.device import autocast
 
 
 def reference_index(clip_id: str, n_frames: int, seed: int = 0) -> int:
@@ -34,14 +35,17 @@ def frame_mels(mel: np.ndarray, n_frames: int) -> torch.Tensor:
 
 @torch.no_grad()
 def self_reconstruct(G, frames: torch.Tensor, mels: torch.Tensor, ref: int, mask: torch.Tensor,
-                     batch: int = 16, f_a_transform=None) -> torch.Tensor:
-    """frames (T, 3, S, S), mels (T, 1, 80, 16) -> generated (T, 3, S, S) with reference frame `ref`."""
+                     batch: int = 16, amp: Optional[torch.dtype] = None) -> torch.Tensor:
+    """frames (T, 3, S, S), mels (T, 1, 80, 16) -> generated (T, 3, S, S) with reference frame `ref`;
+    `amp`: the autocast dtype of the forward (None = fp32)."""
     dev = mask.device
     out = []
     reference = frames[ref : ref + 1].to(dev)
     for i in range(0, len(frames), batch):
         f = frames[i : i + batch].to(dev)
-        out.append(G(f * (1 - mask), reference.expand(len(f), -1, -1, -1), mels[i : i + batch].to(dev), mask).float().cpu())
+        with autocast(dev, amp):
+            pred = G(f * (1 - mask), reference.expand(len(f), -1, -1, -1), mels[i : i + batch].to(dev), mask)
+        out.append(pred.float().cpu())
     return torch.cat(out)
 
 

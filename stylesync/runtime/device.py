@@ -1,7 +1,8 @@
 """The one device policy (`device: auto | cpu | cuda | cuda:N`): every stage, Ray task and Ray Train
-worker resolves it here; bf16 autocast follows `train.amp`."""
+worker resolves it here; bf16 autocast follows `train.amp`, `evaluate.amp` and `infer.amp`."""
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import torch
@@ -30,7 +31,13 @@ def wants_gpu(spec: str, cluster_gpus: float) -> bool:
 
 
 def amp_dtype(mode: str, device: torch.device) -> Optional[torch.dtype]:
-    """Autocast dtype of a training step (`train.amp`): bf16 when asked, or on CUDA under auto."""
+    """Autocast dtype under an `amp` setting (auto | bf16 | off): bf16 when asked (on CPU too: the
+    AVX512-BF16/AMX path), or on CUDA under auto; None = fp32."""
     if mode == "bf16" or (mode == "auto" and device.type == "cuda"):
         return torch.bfloat16
     return None
+
+
+def autocast(device: torch.device, dtype: Optional[torch.dtype]):
+    """torch.autocast on `device` with `dtype`, or no autocast when dtype is None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()

@@ -161,6 +161,7 @@ def fit(params: Params, hooks: Optional[LoopHooks] = None):
 
     tc = params.train
     name = run_name(params)
+    load_sync_plan(params).check_split(Layout(params.paths), "train", "train_backbone")  # else the loader waits forever
     storage, storage_fs = ray_storage(params.paths.runs)  # a local path, or a URI's filesystem
     with ray_session(params.ray):
         import ray

@@ -16,7 +16,6 @@ D/R1 update only) and counts it in `StepModules.extra["nonfinite_skipped"]`, log
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import torch
 from torch import nn
 
 from ..config import LossConfig, OptimConfig
+from ..runtime.device import autocast
 from ..runtime.faults import nan_fault
 from .losses import d_logistic_loss, g_nonsaturating_loss, perceptual_loss, r1_penalty, sync_loss
 
@@ -137,10 +137,6 @@ def generate(G: nn.Module, batch: dict, mask: torch.Tensor, channels_last: bool 
     return (img, dw) if return_delta_w else img
 
 
-def _autocast(device: torch.device, dtype: Optional[torch.dtype]):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-
-
 def ema_decay_at(optim: OptimConfig, step: int) -> float:
     """The EMA decay of update `step` (0-based): `ema_decay`, or with `ema_rampup` = r the smaller of
     it and the decay whose half-life is r x the updates so far (StyleGAN2-ADA's ramp-up), so that
@@ -174,7 +170,7 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
 
     # ---------------------------------------------------------------- G step
     m.D.requires_grad_(False)
-    with _autocast(device, m.amp_dtype):
+    with autocast(device, m.amp_dtype):
         out = generate(m.G, batch, m.mask, m.channels_last, return_delta_w=penalty is not None)
         fake, delta_w = out if penalty is not None else (out, None)
         flat = fake.flatten(0, 1).float()  # (B*T, 3, S, S)
@@ -208,7 +204,7 @@ def train_step(m: StepModules, batch: dict, step: int, loss: LossConfig, optim: 
 
     # ---------------------------------------------------------------- D step
     m.D.requires_grad_(True)
-    with _autocast(device, m.amp_dtype):
+    with autocast(device, m.amp_dtype):
         fake_pred = m.D(_cl(flat.detach(), m.channels_last))
         real_pred = m.D(real)
         d_loss = d_logistic_loss(real_pred.float(), fake_pred.float())
