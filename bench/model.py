@@ -31,6 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from isolated import run_isolated  # bench/ is on sys.path when a bench runs as a script
 
 from stylesync.config import load_params
+from stylesync.eval.metrics import psnr
 from stylesync.models.card import generator_inputs
 from stylesync.models.discriminator import Discriminator
 from stylesync.models.generator import StyleSyncGenerator
@@ -127,7 +128,7 @@ def _vs_fp32(model, inputs, amp) -> dict:
             out = model(*inputs).float()
     d = (out - ref).abs()
     return {"max_abs": round(d.max().item(), 5), "mean_abs": round(d.mean().item(), 6),
-            "psnr_db": round(10 * torch.log10(1 / (d**2).mean()).item(), 2)}
+            "psnr_db": round(psnr(out.clamp(0, 1), ref.clamp(0, 1)).mean().item(), 2)}
 
 
 def peak_gflops(device: str) -> dict:

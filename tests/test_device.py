@@ -95,3 +95,16 @@ def test_auto_is_cpu_without_cuda(monkeypatch):
     assert policy.resolve_device("auto") == torch.device("cpu")
     with pytest.raises(RuntimeError, match="CUDA is not available"):
         policy.resolve_device("cuda:0")
+
+
+def test_amp_settings_give_bf16_only_where_asked():
+    from stylesync.runtime.device import amp_dtype, autocast
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert amp_dtype("auto", cpu) is None and amp_dtype("off", cuda) is None
+    assert amp_dtype("auto", cuda) is torch.bfloat16 and amp_dtype("bf16", cpu) is torch.bfloat16
+    x = torch.randn(4, 4)
+    with autocast(cpu, torch.bfloat16):
+        assert (x @ x).dtype is torch.bfloat16
+    with autocast(cpu, None):
+        assert (x @ x).dtype is torch.float32

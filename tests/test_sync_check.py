@@ -188,3 +188,14 @@ def test_the_official_syncnet_scores_when_its_weights_are_given(corpus, tmp_path
     rows = check_shard(p, shard_urls(p.paths.shards, "test")[0])
     assert rows and all(r["scorer"] == "official" and -15 <= r["offset"] <= 15 and r["confidence"] >= 0 for r in rows)
     assert SyncCheckConfig().thresholds(rows[0]["scorer"])[0] == 3.0
+
+
+def test_a_split_left_empty_by_the_plan_is_refused_before_training(tmp_path):
+    layout = Layout(params_for(tmp_path).paths)
+    Path(layout.shard_index).parent.mkdir(parents=True, exist_ok=True)
+    write_parquet(pa.Table.from_pylist([{"clip_id": "a", "split": "train"}, {"clip_id": "b", "split": "train"},
+                                        {"clip_id": "c", "split": "test"}]), layout.shard_index)
+    SyncPlan(skipped={"a": "low_confidence"}).check_split(layout, "train", "train_backbone")  # b is left
+    SyncPlan(skipped={"c": "low_confidence"}).check_split(layout, "train", "train_backbone")  # another split
+    with pytest.raises(ValueError, match=r"train_backbone \(train split\): all 2 clips .*low_confidence"):
+        SyncPlan(skipped={"a": "low_confidence", "b": "offset_too_large"}).check_split(layout, "train", "train_backbone")

@@ -86,10 +86,10 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
     seed_everything(params.seed)
     learned = learned_settings(cfg)
     sync = load_sync_plan(params) if cfg.sync_filter else SyncPlan()  # the second pass: filtered, shifted data
-    if cfg.sync_filter and sync.status != "applied":
-        raise FileNotFoundError(f"syncnet_train.sync_filter needs the sync check's table ({sync.status}): run "
-                                "`stylesync sync-check` first (with sync_check.apply: true)")
     if cfg.sync_filter:
+        if sync.status != "applied":
+            raise FileNotFoundError(f"syncnet_train.sync_filter needs the sync check's table ({sync.status}): run "
+                                    "`stylesync sync-check` first (with sync_check.apply: true)")
         sync.check_split(layout, "train", "train_syncnet (sync_filter)")
     extra_key = {"sync": sync.key()} if cfg.sync_filter else {}
     run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, **extra_key})}")
