@@ -82,8 +82,10 @@ def vox_path(root: Path, split: str, identity: str, video: str, n: int) -> Path:
 
 
 def params_for(tmp: Path, **pre) -> Params:
-    """Default params with the manifest, shards and metrics under `tmp`, 3 clips a shard, 128 px crops."""
+    """Default params with the manifest, shards, the sync table and metrics under `tmp`, 3 clips a
+    shard, 128 px crops (nothing a test writes or reads lands in the checkout's data/)."""
     p = Params()
+    p.paths.data = str(tmp / "data")
     p.paths.manifest = str(tmp / "manifest.parquet")
     p.paths.shards = str(tmp / "shards")
     p.paths.metrics = str(tmp / "metrics")
