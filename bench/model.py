@@ -52,7 +52,8 @@ def authors_generator(code_dir: str) -> torch.nn.Module:
     """The authors' FullGenerator at 256 (L = 14, channel multiplier 2, n_mlp 8, face_z) from their code."""
     sys.path.insert(0, code_dir)
     try:
-        from stylesync_model import FullGenerator  # type: ignore[import-not-found]
+        import utils  # type: ignore[import-not-found]  # noqa: F401  # first, as their inference.py:
+        from stylesync_model import FullGenerator  # type: ignore[import-not-found]  # the two import each other
     except ImportError as e:
         raise SystemExit(f"--authors-code {code_dir}: cannot import the authors' stylesync_model ({e}); it needs "
                          "a checkout of github.com/guanjz20/StyleSync_PyTorch (and its imports, e.g. `pip install munch`)")

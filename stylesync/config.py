@@ -230,6 +230,7 @@ class ScenesConfig:
     detector: ShotDetector = ShotDetector.content  # content (HSV + edges change) | adaptive | none
     threshold: float = 27.0  # the detector's threshold (PySceneDetect's defaults: content 27, adaptive 3)
     min_shot_frames: int = 15  # no two cuts closer than this (PySceneDetect's min_scene_len)
+    downscale: int = 2  # frames shrunk by this factor (box average) before the detector (SceneManager's downscale)
 
 
 @dataclass

@@ -5,6 +5,7 @@ one shot of a clip, inference re-detects faces after every cut and smooths landm
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .config import ScenesConfig
@@ -22,10 +23,22 @@ def detect_cuts(frames: np.ndarray, cfg: ScenesConfig, fps: float = 25.0) -> lis
     else:
         det = AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_shot_frames)
     cuts = []
-    for t, frame in enumerate(frames):
-        cuts += det.process_frame(FrameTimecode(t, fps=fps), np.ascontiguousarray(frame[..., ::-1]))  # BGR
+    for t, frame in enumerate(detector_frames(frames, cfg.downscale)):
+        cuts += det.process_frame(FrameTimecode(t, fps=fps), frame)
     cuts += det.post_process(FrameTimecode(len(frames) - 1, fps=fps))
     return sorted({int(c.frame_num) for c in cuts} - {0})
+
+
+def detector_frames(frames: np.ndarray, downscale: int) -> np.ndarray:
+    """(T, H, W, 3) RGB -> (T, H // d, W // d, 3) BGR, box-averaged by `downscale` = d (one OpenCV call
+    for the whole clip: the frames are stacked rows, and d x d boxes never straddle two frames)."""
+    t, h, w, _ = frames.shape
+    d = max(1, int(downscale))
+    h, w = h // d * d, w // d * d
+    rows = np.ascontiguousarray(frames[:, :h, :w]).reshape(t * h, w, 3)  # (T*H, W, 3)
+    if d > 1:
+        rows = cv2.resize(rows, (w // d, t * h // d), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(rows, cv2.COLOR_RGB2BGR).reshape(t, h // d, w // d, 3)
 
 
 def shot_ranges(n: int, cuts: list[int] | tuple[int, ...]) -> list[tuple[int, int]]:

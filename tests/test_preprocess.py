@@ -20,7 +20,7 @@ from stylesync.data.build_shards import build_shards
 from stylesync.data.manifest import build_manifest, write_manifest
 from stylesync.data.preprocess import process_clip
 from stylesync.data.sample import decode_frames, npy_load, sample_key
-from stylesync.face.align import crop_scale
+from stylesync.face.align import crop_scale, similarities, similarity
 from stylesync.face.template import ALIGN_TEMPLATE, alignment_points
 from stylesync.stages import preprocess as preprocess_stage
 
@@ -34,6 +34,23 @@ def row_for(path: Path, clip_id: str = "c", identity: str = "id0", split: str = 
     lm = path.with_name(path.stem + ".landmarks.npy")
     return {"clip_id": clip_id, "identity": identity, "split": split, "dataset": "synthetic", "path": str(path),
             "landmarks_path": str(lm) if lm.exists() else None, "audio_path": None, "probe_error": None, **kw}
+
+
+def test_batched_similarities_match_scikit_image_frame_by_frame():
+    rng = np.random.default_rng(0)
+    dst = rng.normal(size=(3, 2)) * 20
+    src = rng.normal(size=(64, 3, 2)) * 50 + 100
+    src[3] = dst @ np.diag([1.0, -1.0])  # a mirrored face: rotation, never a reflection
+    src[4, 2] = src[4, :2].mean(axis=0)  # collinear points (rank-1 covariance)
+    src[5, 1] = np.nan  # a missing landmark
+    src[6] = src[6, 0]  # all three points coincide
+    got = similarities(src, dst)
+    for t in range(len(src)):
+        if t in (5, 6):
+            assert np.isnan(got[t]).all()
+            continue
+        np.testing.assert_allclose(got[t], similarity(src[t], dst), atol=1e-9)
+    assert np.linalg.det(got[3, :, :2]) > 0
 
 
 def test_process_clip_produces_an_aligned_sample(tmp_path):

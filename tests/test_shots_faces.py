@@ -11,7 +11,7 @@ from stylesync.face.landmarks import DlibLandmarks, LandmarkTrack, smooth_landma
 from stylesync.face.template import canonical_landmarks
 from stylesync.face.track import link_tracks, rank_tracks
 from stylesync.infer import Lipsyncer
-from stylesync.shots import detect_cuts, shot_ranges
+from stylesync.shots import detect_cuts, detector_frames, shot_ranges
 from stylesync.video import read_audio, read_video, write_video
 
 from helpers import CUT, SPEECH, carphone_25, two_shots
@@ -26,6 +26,16 @@ def test_the_cut_between_two_shots_is_found_and_none_in_one_shot():
     assert detect_cuts(carphone_25(), ScenesConfig()) == []  # a real talking face: no false cut
     assert detect_cuts(two_shots(), ScenesConfig(detector="none")) == []
     assert shot_ranges(120, [CUT]) == [(0, CUT), (CUT, 120)]
+
+
+def test_the_detector_sees_each_frame_box_averaged_and_in_bgr():
+    frames = two_shots()[:6]
+    got = detector_frames(frames, 2)
+    want = np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA)[..., ::-1]
+                     for f in frames])
+    np.testing.assert_array_equal(got, want)  # one call for the clip = the same as frame by frame
+    np.testing.assert_array_equal(detector_frames(frames, 1), frames[..., ::-1])
+    assert detect_cuts(two_shots(), ScenesConfig(downscale=1)) == [CUT]
 
 
 def test_smoothing_never_crosses_a_cut():

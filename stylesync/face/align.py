@@ -27,25 +27,42 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return tf.params[:2]
 
 
+def similarities(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarities for a batch: (T, N, 2) points -> (T, 2, 3), each mapping src[t] onto
+    `dst` (N, 2). Umeyama's closed form (as scikit-image's `SimilarityTransform`, which `similarity`
+    uses for one), vectorised over frames; frames with NaN points or coincident points get NaN."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mu_s, mu_d = src.mean(axis=1), dst.mean(axis=0)  # (T, 2), (2,)
+    s_c, d_c = src - mu_s[:, None], dst - mu_d  # (T, N, 2), (N, 2)
+    cov = np.einsum("ni,tnj->tij", d_c, s_c) / src.shape[1]  # (T, 2, 2): dst^T src
+    var = (s_c ** 2).sum(axis=(1, 2)) / src.shape[1]  # (T,)
+    ok = np.isfinite(cov).all(axis=(1, 2)) & (var > 1e-12)
+    cov[~ok] = np.eye(2)
+    u, sv, vt = np.linalg.svd(cov)  # (T, 2, 2), (T, 2), (T, 2, 2)
+    d = np.where(np.linalg.det(u) * np.linalg.det(vt) < 0, -1.0, 1.0)  # reflection guard
+    u[:, :, 1] *= d[:, None]
+    rot = u @ vt  # (T, 2, 2)
+    scale = (sv[:, 0] + d * sv[:, 1]) / np.where(ok, var, 1.0)  # (T,)
+    out = np.empty((len(src), 2, 3))
+    out[:, :, :2] = scale[:, None, None] * rot
+    out[:, :, 2] = mu_d - np.einsum("tij,tj->ti", out[:, :, :2], mu_s)
+    out[~ok] = np.nan
+    return out
+
+
 def alignment_matrices(landmarks: np.ndarray, template: np.ndarray, crop_size: int) -> np.ndarray:
     """(T, 68, 2) frame landmarks -> (T, 2, 3) affines, frame pixels -> crop pixels.
     Frames whose landmarks are missing (NaN) get NaN matrices."""
-    pts = alignment_points(landmarks)  # (T, 3, 2)
-    scale = crop_scale(crop_size)
-    out = np.full((len(pts), 2, 3), np.nan)
-    for t, p in enumerate(pts):
-        if np.isfinite(p).all():
-            m = similarity(p, template)  # frame -> template units
-            out[t] = scale @ m  # -> crop pixels
-    return out
+    return crop_scale(crop_size) @ similarities(alignment_points(landmarks), template)  # frame -> template -> crop
 
 
 def warp_faces(frames: np.ndarray, mats: np.ndarray, crop_size: int) -> np.ndarray:
     """(T, H, W, 3) uint8 + (T, 2, 3) -> aligned crops (T, crop, crop, 3); border replicated."""
     out = np.empty((len(frames), crop_size, crop_size, 3), np.uint8)
     for t, (img, m) in enumerate(zip(frames, mats)):
-        out[t] = cv2.warpAffine(img, m, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
-                                borderMode=cv2.BORDER_REPLICATE)
+        cv2.warpAffine(img, m, (crop_size, crop_size), dst=out[t], flags=cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)  # written in place
     return out
 
 
