@@ -175,12 +175,21 @@ class SynthConfig:
     sample_rate: int = 16000
     yaw: float = 0.12  # amplitude (radians) of the slow head turn that 2-D alignment cannot remove
     exposure: float = 0.07  # amplitude of the camera gain drift (relative)
+    # the mouth, calibrated to a real speaker (docs/MODELS.md "The synthetic corpus"): lip gap =
+    # open_cap * tanh(max_open * gain * aperture ** exponent / open_cap) template units (~1.5 mm
+    # each); between phrases the aperture is rest_aperture (lips apart), in p/b/m it is 0
+    max_open: float = 30.0
+    open_cap: Optional[float] = 24.0
+    rest_aperture: float = 0.2
     # A/V offsets injected (the sync_check stage finds them): this fraction of the clips of these
     # splits gets its audio shifted by +-1..+-av_offset_max frames (recorded as `av_offset` in the
     # clip's JSON; > 0: the audio is late)
     av_offset_fraction: float = 0.0
     av_offset_max: int = 8
     av_offset_splits: list[str] = field(default_factory=lambda: ["dev"])
+    # identities whose clips stay in sync whatever their split (the synth stage adds the manifest's
+    # val identities: the demo check's ground truth must be in sync)
+    in_sync_identities: list[str] = field(default_factory=list)
     workers: int = 2  # processes
 
 
@@ -195,8 +204,19 @@ class SourceConfig:
 
 
 @dataclass
+class ValSplitConfig:
+    """The validation split (tuning and selection; `test` is for the final numbers): whole dev
+    identities of the VoxCeleb2 layout (VoxCeleb2, synthetic), the first by sha1 of the identity
+    name, max(min_identities, ceil(fraction x dev identities)) of them; LRW keeps its own `val`."""
+
+    fraction: float = 0.01
+    min_identities: int = 2
+
+
+@dataclass
 class ManifestConfig:
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
+    val: ValSplitConfig = field(default_factory=ValSplitConfig)
     identities: list[str] = field(default_factory=list)  # keep only these identities (empty = all)
     workers: int = 8  # probing threads
 
@@ -280,6 +300,9 @@ class LoaderConfig:
     # "window": 5 consecutive reference frames from another time; "frame": one
     reference: LoaderReference = LoaderReference.window
     min_reference_gap: int = 5  # reference start at least this many frames from the target start
+    # mouth-aware reference (= the expert's negative): its lip-gap profile differs from the
+    # target's by >= this many template units (else the more dissimilar half); 0 = random (the paper)
+    mouth_min_diff: float = 0.0
     shuffle_buffer: int = 128  # examples
     workers: int = 2  # DataLoader worker processes (0 = in the main process)
 
@@ -360,7 +383,11 @@ class SyncNetTrainConfig:
     # a second expert pass on the sync_check-filtered, shifted data (needs data/sync.parquet, so it
     # runs after `stylesync sync-check`, outside dvc.yaml's order: `stylesync train-syncnet -S ...`)
     sync_filter: bool = False
-    loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32))
+    # validation pairs whose negative's lip-gap profile is >= this many template units from the
+    # positive's are "clear" (val_acc_clear); the rest are ones no expert can tell apart
+    clear_diff: float = field(default=1.0, metadata=SCHEDULE)
+    # negatives mouth-aware (loader.mouth_min_diff, docs/ARCHITECTURE.md "Mouth-aware sampling")
+    loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32, mouth_min_diff=1.0))
 
 
 @dataclass

@@ -59,10 +59,10 @@ class Layout:
         """A shard named as in the index (`<split>/shard-NNNNNN.tar`)."""
         return join(self.paths.shards, name)
 
-    def shard_urls(self, split: str) -> list[str]:
-        """All shard tars of a split, sorted."""
+    def shard_urls(self, split: str, required: bool = True) -> list[str]:
+        """All shard tars of a split, sorted (none: an error, or [] when not `required`)."""
         urls = glob(self.paths.shards, f"{split}/shard-*.tar")
-        if not urls:
+        if not urls and required:
             raise FileNotFoundError(f"no shards in {join(self.paths.shards, split)} (run the preprocess stage first)")
         return urls
 

@@ -8,12 +8,13 @@ for `drawn_clips`. Fixtures live in conftest.py.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import torch
 
 from stylesync.config import (
     DiscriminatorConfig, FaceConfig, GeneratorConfig, LoaderConfig, ManifestConfig, Params, PreprocessConfig,
-    SourceConfig, SyncNetConfig,
+    SourceConfig, SyncNetConfig, ValSplitConfig,
 )
 
 from drawn_clips import make_clip
@@ -101,18 +102,21 @@ def small_corpus(root: Path, n: int = 7) -> None:
         make_clip(vox_path(root, "dev" if i < 5 else "test", f"id{i % 3}", f"v{i}", 0), n_frames=30 + i, seed=i)
 
 
-def write_manifest_of(raw: Path, params: Params) -> None:
-    """The manifest of the synthetic clips under `raw`, written to params.paths.manifest."""
+NO_VAL = ValSplitConfig(fraction=0.0, min_identities=0)  # every dev identity trains
+
+
+def write_manifest_of(raw: Path, params: Params, val: Optional[ValSplitConfig] = None) -> None:
+    """The manifest of the synthetic clips under `raw` (val: the default rule), written to params.paths.manifest."""
     from stylesync.data.manifest import build_manifest, write_manifest
 
-    write_manifest(build_manifest(ManifestConfig(sources=[SourceConfig("synthetic", str(raw))], workers=2)),
-                   params.paths.manifest)
+    cfg = ManifestConfig(sources=[SourceConfig("synthetic", str(raw))], workers=2, val=val or ValSplitConfig())
+    write_manifest(build_manifest(cfg), params.paths.manifest)
 
 
-def write_small_manifest(tmp: Path, params: Params, n: int = 7) -> None:
-    """`small_corpus` under tmp/raw and its manifest."""
+def write_small_manifest(tmp: Path, params: Params, n: int = 7, val: ValSplitConfig = NO_VAL) -> None:
+    """`small_corpus` under tmp/raw and its manifest (no val split by default: 3 identities)."""
     small_corpus(tmp / "raw", n)
-    write_manifest_of(tmp / "raw", params)
+    write_manifest_of(tmp / "raw", params, val)
 
 
 def shard_bytes(root: Path) -> dict[str, bytes]:

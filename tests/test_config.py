@@ -95,7 +95,8 @@ def test_schedule_only_metadata_matches_the_hand_lists():
     assert schedule_only(TrainConfig) == {"steps", "checkpoint_every", "keep_checkpoints", "max_failures", "log_every",
                                           "image_every", "val_clips", "demo_check_at_checkpoints", "cpus_per_worker",
                                           "nan_policy"}
-    assert schedule_only(SyncNetTrainConfig) == {"steps", "eval_every", "eval_batches", "checkpoint_every", "keep"}
+    assert schedule_only(SyncNetTrainConfig) == {"steps", "eval_every", "eval_batches", "checkpoint_every", "keep",
+                                                 "clear_diff"}
     assert schedule_only(PersonalizeConfig) == {"catalog", "identities", "num_cpus", "num_gpus", "max_retries",
                                                 "time_limit_s", "log_every"}
     learned = learned_settings(load_params(None, ["train.steps=5"]).train)

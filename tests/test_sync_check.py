@@ -24,7 +24,7 @@ from stylesync.io import write_parquet
 from stylesync.layout import Layout
 from stylesync.stages import sync_check
 
-from helpers import params_for, shard_urls, tiny_params, with_expert, write_manifest_of
+from helpers import NO_VAL, params_for, shard_urls, tiny_params, with_expert, write_manifest_of
 
 
 class CodeNet(torch.nn.Module):
@@ -104,7 +104,7 @@ def corpus(tmp_path_factory):
     p = tiny_params(tmp, tmp / "out")
     p.preprocess.landmarks.backend = "precomputed"
     p.face.crop_size = 64
-    write_manifest_of(raw, p)
+    write_manifest_of(raw, p, NO_VAL)
     build_shards(p, executor="local")
     with_expert(p)
     return p

@@ -3,6 +3,10 @@
 An example is a window of `window` (5) consecutive target frames of a clip, a reference from
 another time of the same clip (the paper's protocol), the mel window of each target frame and the
 mel window of the whole 0.2 s (for the sync loss). Several windows are cut from each clip.
+The reference window is also the expert SyncNet's negative. `mouth_min_diff` > 0 makes it
+mouth-aware: only windows whose lip-gap profile differs from the target's by at least that many
+template units somewhere in the window (else the more dissimilar half of the candidates, MuseTalk's
+rule); 0 is the paper's random reference (docs/ARCHITECTURE.md "Mouth-aware sampling").
 
 Batch layout (a dict of tensors; S = model size, T = window):
     target     (B, T, 3, S, S) float32 in [0, 1]   ground-truth aligned frames
@@ -10,6 +14,8 @@ Batch layout (a dict of tensors; S = model size, T = window):
     mel        (B, T, 1, 80, 16) float32            Wav2Lip mel window of every target frame
     sync_mel   (B, 1, 80, 16) float32               mel window of the T frames together (SyncNet input)
     start      (B,) int64, ref_start (B,) int64     frame indices in the clip
+    lip_gap    (B, T) float32, ref_lip_gap (B, T)    inner-lip gap of the target / reference frames
+                                                     (template units, from the shard's landmarks)
     av_offset  (B,) int64                            the clip's A/V offset k: frame t got the audio of t + k
     identity, clip_id: lists of str
 The lower-face mask is not in the batch: it is fixed (stylesync.face.mask.lower_face_mask).
@@ -34,6 +40,7 @@ from webdataset.gopen import gopen
 
 from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
 from ..config import LoaderConfig
+from ..face.mouth import lip_gap, profile_distance
 from ..io import is_uri, open_file
 from .sample import FRAME_FIELDS, decode_jpeg, jpeg_list, npy_load
 
@@ -75,13 +82,30 @@ class ClipView:
     meta: dict
     jpegs: list[bytes]
     mel: np.ndarray  # (80, T_mel) float16
+    gap: np.ndarray  # (T,) inner-lip gap, template units
 
 
 def clip_view(sample: dict) -> ClipView:
     if FRAME_FIELDS["jpeg"] not in sample:
         raise ValueError(f"{sample.get('__key__')}: the loader reads JPEG-coded shards (frame_codec: jpeg)")
-    return ClipView(sample["__key__"], json.loads(sample["json"]), jpeg_list(sample[FRAME_FIELDS["jpeg"]]),
-                    npy_load(sample["mel.npy"]))
+    meta = json.loads(sample["json"])
+    gap = lip_gap(npy_load(sample["landmarks.npy"]), meta["crop_size"]).astype(np.float32)
+    return ClipView(sample["__key__"], meta, jpeg_list(sample[FRAME_FIELDS["jpeg"]]), npy_load(sample["mel.npy"]), gap)
+
+
+def choose_reference(gap: np.ndarray, s: int, candidates: list[int], w: int, min_diff: float,
+                     rng: np.random.Generator) -> int:
+    """A reference start among `candidates` for the target window at s: any (min_diff 0), else one
+    whose lip-gap profile differs from the target's by >= min_diff units, else one of the more
+    dissimilar half."""
+    if min_diff <= 0 or len(candidates) == 1:
+        return int(rng.choice(candidates))
+    dist = profile_distance(np.stack([gap[r:r + w] for r in candidates]), gap[s:s + w])  # (C,)
+    clear = [r for r, d in zip(candidates, dist) if d >= min_diff]
+    if clear:
+        return int(rng.choice(clear))
+    order = np.argsort(-dist, kind="stable")
+    return int(candidates[int(rng.choice(order[: max(1, len(order) // 2)]))])
 
 
 def worker_rng(seed: int) -> np.random.Generator:
@@ -117,8 +141,8 @@ class WindowSampler:
         for _ in range(self.cfg.windows_per_clip):
             s = int(self.rng.integers(lo, hi + 1))
             far = [r for r in range(0, n - w + 1) if abs(r - s) >= self.cfg.min_reference_gap]
-            r = int(self.rng.choice(far)) if far else int(self.rng.choice([r for r in range(0, n - w + 1) if r != s]))
-            specs.append((view, s, r, k))
+            far = far or [r for r in range(0, n - w + 1) if r != s]
+            specs.append((view, s, choose_reference(view.gap, s, far, w, self.cfg.mouth_min_diff, self.rng), k))
         return specs
 
 
@@ -164,6 +188,8 @@ def decode_batch(specs: list[tuple], cfg: LoaderConfig, size: int) -> dict:
         "mel": torch.from_numpy(np.stack(mels)).unsqueeze(2),  # (B, T, 1, 80, 16)
         "sync_mel": torch.from_numpy(np.stack(sync_mels)).unsqueeze(1),  # (B, 1, 80, 16)
         "start": torch.tensor([s for _, s, _, _ in specs]), "ref_start": torch.tensor([r for _, _, r, _ in specs]),
+        "lip_gap": torch.from_numpy(np.stack([v.gap[s:s + w] for v, s, _, _ in specs])),  # (B, T)
+        "ref_lip_gap": torch.from_numpy(np.stack([v.gap[r:r + w] for v, _, r, _ in specs])),
         "av_offset": torch.tensor([k for _, _, _, k in specs]),
         "identity": [v.meta.get("identity") for v, *_ in specs], "clip_id": [v.meta["clip_id"] for v, *_ in specs],
     }

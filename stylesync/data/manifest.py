@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -38,14 +39,14 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 from tqdm import tqdm
 
-from ..config import ManifestConfig
+from ..config import ManifestConfig, ValSplitConfig
 from ..io import atomic_write_bytes, is_uri
 from ..video import MediaError, probe, probe_audio_file
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_IDENTITY = "lrw:unknown"
-VOX_SPLITS = {"dev": "train", "test": "test"}  # dataset split -> normalised split
+VOX_SPLITS = {"dev": "train", "test": "test"}  # dataset split -> normalised split (`val`: assign_val)
 LRW_SPLITS = {"train": "train", "val": "val", "test": "test"}
 
 SCHEMA = pa.schema([
@@ -226,6 +227,20 @@ def keep_identity(identity: str, identities: Sequence[str]) -> bool:
     return identity != UNKNOWN_IDENTITY and identity in identities
 
 
+def val_identities(identities: Sequence[str], cfg: ValSplitConfig) -> set[str]:
+    """The dev identities held out as `val`: the first max(min_identities, ceil(fraction x n)) by
+    sha1 of the name (never all of them)."""
+    ids = sorted(set(identities), key=lambda i: hashlib.sha1(i.encode("utf-8")).hexdigest())
+    n = min(max(cfg.min_identities, math.ceil(cfg.fraction * len(ids))), max(len(ids) - 1, 0))
+    return set(ids[:n])
+
+
+def assign_val(rows: list[dict], cfg: ValSplitConfig) -> list[dict]:
+    """Rows of a VoxCeleb2-layout source: its `val` identities' dev clips get split `val`."""
+    held = val_identities([r["identity"] for r in rows if r["source_split"] == "dev"], cfg)
+    return [{**r, "split": "val"} if r["source_split"] == "dev" and r["identity"] in held else r for r in rows]
+
+
 def list_clips(cfg: ManifestConfig) -> list[dict]:
     """Unprobed rows of every source after the split/fraction/identity subsets, sorted by clip_id."""
     wanted = set(cfg.identities)
@@ -238,6 +253,8 @@ def list_clips(cfg: ManifestConfig) -> list[dict]:
         found = list(READERS[src.dataset](src.root, src.splits))
         if not found:
             raise ManifestError(f"manifest source {src.dataset!r}: no clips found under {src.root!r}")
+        if src.dataset != "lrw":  # before the subsets: a subset never moves an identity between splits
+            found = assign_val(found, cfg.val)
         kept = [r for r in found
                 if keep_fraction(selection_key(r), src.fraction) and keep_identity(r["identity"], wanted)]
         log.info("%s at %s: %d clips found, %d kept", src.dataset, src.root, len(found), len(kept))

@@ -7,7 +7,9 @@ accents, jitter) through 3 cascaded formant resonators; consonants are filtered 
 
 The synthesizer also writes two per-sample articulatory controls, from which the audio is made:
 - aperture in [0, 1]: the voiced envelope x the vowel's openness, which grows with its F1 (an
-  open jaw raises F1); small for t/k/s/sh/f; exactly 0 in pauses and bilabial closures (p, b, m);
+  open jaw raises F1); small for t/k/s/sh/f; exactly 0 in bilabial closures (p, b, m); `rest` in
+  pauses (a speaker's lips part slightly between phrases: the real clip of docs/MODELS.md is
+  never read closed);
 - spread in [0, 1]: lip spreading from the vowel's F2 (/i/ spread, /u/ rounded), neutral elsewhere.
 `mouth_track` turns them into per-video-frame values (anticipatory smoothing, then the mean over
 the frame's samples, i.e. audio inside the frame's Wav2Lip mel window) and `apply_style` maps
@@ -16,6 +18,7 @@ them to `canonical_landmarks` units through an identity's talking style.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 from scipy import signal
@@ -31,7 +34,7 @@ ONSETS = ("p", "b", "m", "t", "k", "s", "sh", "f")
 CODAS = ("m", "s", "t")
 APERTURE = {"t": 0.12, "k": 0.12, "s": 0.1, "sh": 0.1, "f": 0.04, "p": 0.0, "b": 0.0, "m": 0.0}
 NEUTRAL_SPREAD = 0.4
-MAX_OPEN = 6.0  # template units (~1.5 mm each) at aperture 1 and gain 1
+MAX_OPEN = 6.0  # template units (~1.5 mm each) at aperture 1 and gain 1 (the corpus sets its own: synth.max_open)
 PEAK = 0.5
 
 
@@ -59,7 +62,7 @@ class Voice:
 
 @dataclass
 class TalkingStyle:
-    """An identity's mouth mapping: open = MAX_OPEN * gain * aperture ** exponent."""
+    """An identity's mouth mapping: open = max_open * gain * aperture ** exponent."""
 
     gain: float
     exponent: float
@@ -175,12 +178,16 @@ FRICATIVE_BANDS = {"s": (3800, 7800), "sh": (2000, 5000), "f": (1200, 7500)}
 BURST_BANDS = {"t": (2500, 6000), "k": (1200, 3200), "p": (500, 3000), "b": (400, 2500)}
 
 
-def synthesize(rng: np.random.Generator, voice: Voice, seconds: float, sr: int = 16000) -> Speech:
-    """A clip of speech-like audio (N = round(seconds * sr)) with its articulatory controls."""
+def synthesize(rng: np.random.Generator, voice: Voice, seconds: float, sr: int = 16000,
+               rest: float = 0.0) -> Speech:
+    """A clip of speech-like audio (N = round(seconds * sr)) with its articulatory controls;
+    `rest`: the aperture between phrases (0 = lips shut in pauses)."""
     n = int(round(seconds * sr))
     phones, phrases = _plan(rng, voice, seconds)
     src = _glottal_source(_pitch(voice, phones, phrases, n, sr, rng), sr, rng)  # (n,)
-    wav, ap, spread = np.zeros(n), np.zeros(n), np.full(n, NEUTRAL_SPREAD)
+    wav, ap, spread = np.zeros(n), np.full(n, float(rest)), np.full(n, NEUTRAL_SPREAD)
+    for p0, p1 in phrases:  # inside a phrase the phones set the aperture
+        ap[int(p0 * sr):min(int(p1 * sr), n)] = 0.0
     pad = int(0.02 * sr)  # resonator warm-up
     for label, t0, t1, amp, _ in phones:
         i0, i1 = int(t0 * sr), min(int(t1 * sr), n)
@@ -242,9 +249,13 @@ def mouth_track(speech: Speech, n_frames: int, fps: float, sr: int,
     return np.clip(ap, 0, 1), np.clip(sp, 0, 1)
 
 
-def apply_style(style: TalkingStyle, aperture: np.ndarray, spread: np.ndarray,
-                base_width: float) -> tuple[np.ndarray, np.ndarray]:
-    """(mouth_open (T,) in template units, mouth_width (T,) relative) for `canonical_landmarks`."""
-    mouth_open = MAX_OPEN * style.gain * np.power(aperture, style.exponent)
+def apply_style(style: TalkingStyle, aperture: np.ndarray, spread: np.ndarray, base_width: float,
+                max_open: float = MAX_OPEN, open_cap: Optional[float] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(mouth_open (T,) in template units, mouth_width (T,) relative) for `canonical_landmarks`;
+    `max_open`: the lip gap (units) at aperture 1 and gain 1; `open_cap`: the reach of the jaw,
+    approached smoothly (cap * tanh(open / cap)); None = no limit."""
+    mouth_open = max_open * style.gain * np.power(aperture, style.exponent)
+    if open_cap:
+        mouth_open = open_cap * np.tanh(mouth_open / open_cap)
     mouth_width = base_width * (1 + style.width_gain * (spread - NEUTRAL_SPREAD)) * (1 - 0.04 * aperture)
     return mouth_open, mouth_width

@@ -92,7 +92,8 @@ def _r(x: np.ndarray) -> list:
 
 def av_offset(cfg: SynthConfig, job: ClipJob, rng: np.random.Generator) -> int:
     """The A/V offset injected into a clip (frames, > 0: the audio is late; 0: in sync)."""
-    if job.split not in cfg.av_offset_splits or rng.random() >= cfg.av_offset_fraction:
+    if job.split not in cfg.av_offset_splits or rng.random() >= cfg.av_offset_fraction \
+            or f"id{job.identity:05d}" in cfg.in_sync_identities:
         return 0
     return int(rng.integers(1, cfg.av_offset_max + 1)) * int(rng.choice([-1, 1]))
 
@@ -112,9 +113,10 @@ def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
     # children 0 and 1 are the same for any spawn count: adding the offset stream changes no clip
     audio_ss, motion_ss, offset_ss = np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(3)
     n_frames = int(round(cfg.seconds * cfg.fps))
-    speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate)
+    speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate, cfg.rest_aperture)
     aperture, spread = mouth_track(speech, n_frames, cfg.fps, cfg.sample_rate)  # (T,), (T,)
-    mouth_open, mouth_width = apply_style(ident.style, aperture, spread, ident.appearance.mouth_width)
+    mouth_open, mouth_width = apply_style(ident.style, aperture, spread, ident.appearance.mouth_width,
+                                          cfg.max_open, cfg.open_cap)
     mo = sample_motion(np.random.default_rng(motion_ss), n_frames, cfg.fps, cfg.yaw, cfg.exposure)
     renderer = FaceRenderer(ident.appearance, cfg.resolution)
     frames = np.empty((n_frames, cfg.resolution, cfg.resolution, 3), np.uint8)

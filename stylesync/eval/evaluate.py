@@ -1,7 +1,9 @@
 """The `evaluate` stage: the paper's Table 1 / Table 3 protocol, models side by side.
 
 Self-reconstruction on the test split: every frame from its masked self, one fixed random reference
-frame per clip (the same for every model) and its own audio. Models: Ours-G (the backbone), the
+frame per clip (the same for every model) and its own audio; `ours_g_swapped_audio` is Ours-G driven
+by the previous clip's audio (the first clip: its own, half a clip later), the check that the mouth
+follows the audio. Models: Ours-G (the backbone), the
 trained ablations, Ours-P on the held-out clips of each personalized identity (with Ours-G on the
 same clips), and two baselines that need no training (copy the reference frame's lower face; the
 masked input itself), plus the ground truth as the metrics' reference row.
@@ -9,7 +11,9 @@ masked input itself), plus the ground truth as the metrics' reference row.
 Metrics: SSIM, PSNR (torchmetrics), LMD (mouth points of face-alignment's FAN, or dlib's predictor without FAN weights; pixels at 256),
 Sync_conf = LSE-C and LSE-D (official SyncNet), D_ID (ArcFace ONNX), id_dlib_cos / id_dlib_l2 /
 id_dlib_same (dlib's 128-d face descriptor: mean cosine, mean L2, fraction of frames with L2 < 0.6;
-not D_ID), own_sync (our expert's mean cosine) and own_abs_offset (the mean |A/V offset| in frames
+not D_ID), mouth_psnr (the mouth box), mouth_opening_corr / mouth_opening_gain (the image-read opening track against
+the real one: mean per-clip Pearson, median per-clip std ratio; eval/metrics.py opening_agreement; the
+expert never sees them), own_sync (our expert's mean cosine) and own_abs_offset (the mean |A/V offset| in frames
 that our expert's offset search finds, as the sync check does; LSE's own is av_offset). A metric whose weights are not supplied is reported as missing,
 with the reason, never from something else. SyncNet, ArcFace and dlib see the aligned crop at its
 true 3:4 aspect (eval/identity.py `unsquash`; the shards store it squashed into a square), the
@@ -37,7 +41,7 @@ from ..runtime.device import amp_dtype, resolve_device
 from .av_offset import expert_offset
 from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
 from .id_dlib import DlibFaceId, descriptor_scores
-from .metrics import psnr, ssim
+from .metrics import mouth_crop, mouth_opening, opening_agreement, psnr, ssim
 from .protocol import generate, prepare_clip
 from .reconstruct import composite, copy_reference, masked_input, sync_scores
 
@@ -45,7 +49,10 @@ log = logging.getLogger(__name__)
 # every metric scores the composite that paste-back shows (the method inside the mask, the frame
 # outside it); *_raw_crop score the raw generator output over the whole crop
 METRICS = ["ssim", "psnr", "lmd", "sync_conf", "lse_d", "av_offset", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same",
-           "own_sync", "own_abs_offset", "ssim_raw_crop", "psnr_raw_crop"]
+           "own_sync", "own_abs_offset", "mouth_psnr", "mouth_opening_corr", "mouth_opening_gain",
+           "ssim_raw_crop", "psnr_raw_crop"]
+# clips whose real mouth does not move have no opening agreement (NaN): a mean / median over the others
+NAN_AWARE = {"mouth_opening_corr": np.nanmean, "mouth_opening_gain": np.nanmedian}
 
 
 class Scorers:
@@ -115,7 +122,10 @@ def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, ex
     keep = torch.arange(len(gt)) != clip["ref"]
     pred = composite(raw, gt, mask)
     row = {"ssim": ssim(pred[keep], gt[keep]).mean().item(), "psnr": psnr(pred[keep], gt[keep]).mean().item(),
-           "ssim_raw_crop": ssim(raw[keep], gt[keep]).mean().item(), "psnr_raw_crop": psnr(raw[keep], gt[keep]).mean().item()}
+           "ssim_raw_crop": ssim(raw[keep], gt[keep]).mean().item(), "psnr_raw_crop": psnr(raw[keep], gt[keep]).mean().item(),
+           "mouth_psnr": psnr(mouth_crop(pred[keep]), mouth_crop(gt[keep])).mean().item()}
+    row["mouth_opening_corr"], row["mouth_opening_gain"] = opening_agreement(mouth_opening(pred[keep]),
+                                                                             mouth_opening(gt[keep]))
     if expert is not None:
         row["own_sync"] = sync_scores(expert, pred, clip["mel"])
         row["own_abs_offset"] = abs(expert_offset(expert, pred, clip["mel"])["offset"])  # frames, the sync check's search
@@ -166,6 +176,7 @@ def _models(params: Params, device) -> tuple[dict[str, Callable], torch.nn.Modul
     """(name -> function(clip, mask) -> predicted frames, the backbone generator, its face config)."""
     G, face, _ = load_generator(Layout(params.paths).generator, device)
     models: dict[str, Callable] = {"ours_g": _generator_fn(G, params, device)}
+    models["ours_g_swapped_audio"] = lambda clip, mask: models["ours_g"]({**clip, "mels": clip["swapped_mels"]}, mask)
     for name, path in params.evaluate.ablations.items():
         A, _, _ = load_generator(path, device)
         models[name] = _generator_fn(A, params, device)
@@ -193,7 +204,14 @@ def _personal_models(params: Params, device) -> dict[str, tuple[Callable, list[s
 
 def mean_row(rows: list[dict]) -> dict:
     """A model's scored clips -> the mean of each metric (None where it was not computed) and "clips"."""
-    return {m: (float(np.mean([r[m] for r in rows])) if rows and m in rows[0] else None) for m in METRICS} | {"clips": len(rows)}
+    def agg(m: str) -> Optional[float]:
+        if not rows or m not in rows[0]:
+            return None
+        values = [r[m] for r in rows]
+        if m in NAN_AWARE:
+            return float(NAN_AWARE[m](values)) if not np.isnan(values).all() else None
+        return float(np.mean(values))
+    return {m: agg(m) for m in METRICS} | {"clips": len(rows)}
 
 
 def evaluate(params: Params) -> dict:
@@ -211,11 +229,15 @@ def evaluate(params: Params) -> dict:
     personal = _personal_models(params, device)
     held_out = {c: ident for ident, (_, clips) in personal.items() for c in clips}
     rows: dict[str, list[dict]] = defaultdict(list)
-    n = 0
+    n, other_mels = 0, None
     for meta, frames, sample in iter_clips(layout.shard_urls(ec.split), G.size):
         if ec.max_clips is not None and n >= ec.max_clips and meta["clip_id"] not in held_out:
             continue
         clip = prepare_clip(meta, frames, npy_load(sample["mel.npy"]).astype(np.float32), G.size, params.seed)
+        own = clip["mels"]
+        other = other_mels if other_mels is not None else own.roll(len(own) // 2, 0)  # the first: half a clip later
+        clip["swapped_mels"] = other[torch.arange(len(own)) % len(other)]
+        other_mels = own
         for name, fn in models.items():
             if ec.max_clips is None or n < ec.max_clips:
                 rows[name].append(score_clip(fn(clip, mask), clip, sample, scorers, expert, ec.vshift, mask))

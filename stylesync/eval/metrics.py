@@ -22,10 +22,13 @@ def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return structural_similarity_index_measure(pred.float(), target.float(), data_range=1.0, reduction="none")
 
 
-def mouth_box(size: int, margin: float = 0.25) -> tuple[int, int, int, int]:
-    """(y0, y1, x0, x1) around the template mouth (landmarks 48-67) in an aligned crop of `size`,
-    enlarged by `margin` of its size on each side (room for an open mouth)."""
-    lm = template_to_pixels(canonical_landmarks(mouth_open=4.0)[48:68], size)
+MOUTH_BOX_OPEN = 16.0  # lip gap (template units) the mouth box holds: ~p90 of a real speaker (docs/MODELS.md)
+
+
+def mouth_box(size: int, margin: float = 0.15) -> tuple[int, int, int, int]:
+    """(y0, y1, x0, x1) around the template mouth (landmarks 48-67) opened by MOUTH_BOX_OPEN, in an
+    aligned crop of `size`, enlarged by `margin` of its size on each side."""
+    lm = template_to_pixels(canonical_landmarks(mouth_open=MOUTH_BOX_OPEN)[48:68], size)
     (x0, y0), (x1, y1) = lm.min(0), lm.max(0)
     mx, my = (x1 - x0) * margin, (y1 - y0) * margin
     return (max(int(y0 - my), 0), min(int(np.ceil(y1 + my)), size), max(int(x0 - mx), 0), min(int(np.ceil(x1 + mx)), size))
@@ -54,3 +57,19 @@ def mouth_opening(images: torch.Tensor, dark: float = MOUTH_DARK) -> torch.Tenso
     lum = (images[..., y0:y1, x0:x1].float() * rgb).sum(1)  # (N, h, w)
     mass = (dark - lum).clamp(min=0).sum((1, 2)) / dark  # interior pixels
     return mass / (x1 - x0) * TEMPLATE_BOX[1] / images.shape[-1]  # (N,)
+
+
+MIN_MOVE = 0.3  # std (template units) of the real opening track under which a clip's mouth "does not move"
+
+
+def opening_agreement(generated: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+    """Image-read opening tracks (T,) of generated and real frames -> (Pearson correlation, std
+    ratio generated / real); both NaN where the real mouth does not move (std < MIN_MOVE), the
+    correlation 0 where the generated track is flat while the real one moves."""
+    g, r = generated.double(), real.double()
+    if r.std() < MIN_MOVE:
+        return float("nan"), float("nan")
+    gain = (g.std() / r.std()).item()
+    if g.std() < 1e-6:
+        return 0.0, gain
+    return torch.corrcoef(torch.stack([g, r]))[0, 1].item(), gain

@@ -27,6 +27,9 @@ def _mirror(points: np.ndarray) -> np.ndarray:
     return out
 
 
+UPPER_LIP_SHARE = 0.3  # of the lip gap taken by the upper lip (the jaw opens the rest)
+JAW_DROP = 0.55  # chin drop per unit of lip gap
+
 # depth of each landmark towards the camera (template units; ~1.5 mm each) for head yaw
 _DEPTH = np.concatenate([
     8 * np.cos((np.arange(17) - 8) / 8 * 1.75),  # jaw: the chin forward, the ears back
@@ -44,7 +47,8 @@ def canonical_landmarks(
 ) -> np.ndarray:
     """A 68-point face in template units (x right, y down). Neutral (defaults): mouth closed.
 
-    mouth_open: lip gap in units (~1.5 mm each); the jaw drops by 0.4x of it.
+    mouth_open: lip gap in units (~1.5 mm each): the upper lip rises by UPPER_LIP_SHARE of it, the
+    lower lip drops by the rest and the chin by JAW_DROP of it (the jaw carries the lower lip).
     mouth_width, jaw_width, face_length, eye_spacing: relative shape factors (identity).
     eye_open: 0 = closed lids (blink), 1 = open. mouth_y: vertical mouth offset (units).
     yaw: head turn (radians, small): points move sideways by their depth (an orthographic turn),
@@ -52,7 +56,7 @@ def canonical_landmarks(
     cx = TEMPLATE_BOX[0] / 2
     lm = np.zeros((68, 2))
     # jaw 0-16: half-ellipse from the subject's right ear (image left) over the chin
-    drop = 0.4 * mouth_open
+    drop = JAW_DROP * max(mouth_open, 0.0)
     ax, ay = 40.0 * jaw_width, 51.0 * face_length
     phi = np.pi / 2 - (np.arange(17) - 8) / 8 * 1.75
     lm[0:17, 0] = cx + ax * np.cos(phi)
@@ -74,8 +78,8 @@ def canonical_landmarks(
     lm[42:48] = _mirror(eye)[[3, 2, 1, 0, 5, 4]]
     # mouth: outer 48-59, inner 60-67; centre line y0, half width hw
     y0, hw = 60.0 + mouth_y, 14.0 * mouth_width
-    g = max(mouth_open, 0.0) / 2
-    up, lo = y0 - g, y0 + g  # inner lip edges
+    g = max(mouth_open, 0.0)
+    up, lo = y0 - UPPER_LIP_SHARE * g, y0 + (1 - UPPER_LIP_SHARE) * g  # inner lip edges
     lm[48] = [cx - hw, y0]
     lm[49:54] = [[cx - hw * 0.6, up - 2.2], [cx - hw * 0.25, up - 3.2], [cx, up - 2.6],
                  [cx + hw * 0.25, up - 3.2], [cx + hw * 0.6, up - 2.2]]

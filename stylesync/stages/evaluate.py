@@ -13,8 +13,10 @@ from .outputs import write_plot
 NAMES = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
          "av_offset": "AV offset", "d_id": "D_ID ↑", "id_dlib_cos": "ID dlib cos ↑", "id_dlib_l2": "ID dlib L2 ↓",
          "id_dlib_same": "ID dlib same ↑", "own_sync": "own sync ↑", "own_abs_offset": "own abs offset ↓",
+         "mouth_psnr": "mouth PSNR ↑", "mouth_opening_corr": "opening corr ↑", "mouth_opening_gain": "opening gain (1)",
          "ssim_raw_crop": "SSIM raw crop", "psnr_raw_crop": "PSNR raw crop"}
-THREE_DECIMALS = {"ssim", "ssim_raw_crop", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same", "own_sync"}
+THREE_DECIMALS = {"ssim", "ssim_raw_crop", "d_id", "id_dlib_cos", "id_dlib_l2", "id_dlib_same", "own_sync",
+                  "mouth_opening_corr", "mouth_opening_gain"}
 
 
 def table_markdown(result: dict) -> str:

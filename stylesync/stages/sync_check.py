@@ -37,7 +37,7 @@ def _shard_task(pdict: dict, url: str) -> list[dict]:
 def score_all(params: Params, executor: str = "ray") -> list[dict]:
     """Every clip of the train and test shards, one task per shard (progress per shard)."""
     layout = Layout(params.paths)
-    urls = layout.shard_urls("train") + layout.shard_urls("test")
+    urls = [u for split in ("train", "val", "test") for u in layout.shard_urls(split, required=split == "train")]
     rows: list[dict] = []
     bar = tqdm(total=len(urls), desc="sync check", unit="shard")
     if executor == "local":

@@ -14,7 +14,7 @@ import torch
 
 from ..config import Params, anchored, to_dict
 from ..data.av_sync import load_sync_plan
-from ..eval.demo_check import demo_check
+from ..eval.demo_check import demo_check, lip_sync_criteria
 from ..face.mask import mask_tensor
 from ..io import atomic_write_bytes, join, local_dir, write_json
 from ..layout import Layout
@@ -55,9 +55,10 @@ class BackboneHooks(TrackingHooks):
     def checkpoint(self, step: int, g_ema, syncnet, mask: torch.Tensor) -> dict:
         """A point of the learning curve: the demo check of the EMA generator at this step."""
         p = self.params
-        point, _ = demo_check(g_ema, syncnet, Layout(p.paths).shard_urls("test"), mask, p.train.val_clips, p.seed)
+        point, _ = demo_check(g_ema, syncnet, Layout(p.paths).shard_urls("val"), mask, p.train.val_clips, p.seed)
         print(f"demo check at step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in point.items()
-                                                         if k.startswith(("mouth_psnr", "sync_score"))), flush=True)
+                                                         if k.startswith(("mouth_psnr", "sync_score", "mouth_opening_c",
+                                                                          "mouth_opening_g"))), flush=True)
         self.log(step, {f"demo_check/{k}": v for k, v in point.items()})
         return point
 
@@ -69,14 +70,18 @@ def train_backbone(params: Params) -> dict:
     device = resolve_device(params.device)
     G, face, _ = load_generator(layout.generator, device)
     mask = mask_tensor(G.size, face.mask, device)
-    check, clips = demo_check(G, load_syncnet(layout.syncnet, device), layout.shard_urls("test"), mask,
+    check, clips = demo_check(G, load_syncnet(layout.syncnet, device), layout.shard_urls("val"), mask,
                               params.train.val_clips, params.seed)
+    criteria = lip_sync_criteria(check)
+    for name, ok in criteria.items():
+        print(f"demo check (val): {'pass' if ok else 'FAIL'}  {name}", flush=True)
     history = extra.get("history", [])
     final = history[-1] if history else {}
     metrics = {"steps": extra["step"], "wall_s": round(time.time() - t0, 1), "perceptual": extra.get("perceptual"),
                "mlflow_run_id": extra.get("mlflow_run"), "run_name": run_name(params),
                "nonfinite_skipped": extra.get("nonfinite_skipped", 0),
-               "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check,
+               "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check, "demo_check_split": "val",
+               "demo_check_failed": sum(not ok for ok in criteria.values()),
                "sync": load_sync_plan(params).summary()}  # what the loader shifted and skipped
     write_json(layout.metrics("train.json"), metrics)
     write_plot(layout.plots("train.csv"), history, LOSS_FIELDS)

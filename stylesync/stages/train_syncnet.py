@@ -28,10 +28,14 @@ def train_syncnet(params: Params) -> dict:
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
                "keep": cfg.keep, "selected_step": chosen.get("step"),
                "val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"), "chance_acc": 0.5,
+               "val_split": "val", "val_acc_clear": chosen.get("val_acc_clear"),
+               "val_acc_ambiguous": chosen.get("val_acc_ambiguous"), "clear_diff": cfg.clear_diff,
+               "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
                "sync_filter": out["sync"]}
     write_json(layout.metrics("syncnet.json"), metrics)
-    write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc"])
+    write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc",
+                                                            "val_acc_clear"])
     if params.tracking.enabled and out["mlflow_run_id"]:
         import mlflow
 
@@ -43,5 +47,6 @@ def train_syncnet(params: Params) -> dict:
 
 def run(params: Params, args) -> int:
     m = train_syncnet(params)
-    log.info("expert SyncNet: val accuracy %.3f (chance 0.5), val loss %.3f", m["val_acc"] or 0, m["val_loss"] or 0)
+    log.info("expert SyncNet: val accuracy %.3f (chance 0.5; clear pairs %.3f, %.0f%% ambiguous), val loss %.3f",
+             m["val_acc"] or 0, m["val_acc_clear"] or 0, 100 * (m["val_ambiguous_fraction"] or 0), m["val_loss"] or 0)
     return 0

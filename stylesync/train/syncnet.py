@@ -1,12 +1,16 @@
 """The expert SyncNet on the shards (Wav2Lip's color_syncnet_train).
 
 Positives: a window of 5 aligned frames and the mel window of the same 0.2 s; negatives: a window
-from another time of the same clip with the same audio (the loader's reference window). BCE on the
-cosine of the embeddings, Adam. Validation on the held-out split. Resumes from its last checkpoint
+from another time of the same clip with the same audio (the loader's reference window, mouth-aware
+with `loader.mouth_min_diff`: a negative whose lips move as the positive's is no negative). BCE on
+the cosine of the embeddings, Adam. Validation on the `val` split with random negatives, the
+accuracy also on the clear pairs alone (the negative's lip-gap profile >= `clear_diff` units from
+the positive's) and on the ambiguous rest. Resumes from its last checkpoint
 (runs/syncnet-<config hash>/); the stage's `LoopHooks` track it (stages/train_syncnet.py).
 """
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import time
@@ -52,17 +56,28 @@ def pairs(net: ExpertSyncNet, batch: dict, device, gen: torch.Generator | None =
     return cos, labels
 
 
+def clear_pairs(batch: dict, clear_diff: float) -> torch.Tensor:
+    """(2B,) bool: the pairs of `pairs` (positives, then negatives) whose negative's lip-gap profile
+    differs from the positive's by >= clear_diff template units (both halves of a pair alike)."""
+    clear = (batch["lip_gap"] - batch["ref_lip_gap"]).abs().amax(-1) >= clear_diff  # (B,)
+    return torch.cat([clear, clear])
+
+
 @torch.no_grad()
-def evaluate(net: ExpertSyncNet, batches: list[dict], device) -> dict:
+def evaluate(net: ExpertSyncNet, batches: list[dict], device, clear_diff: float = 1.0) -> dict:
+    """loss, acc; acc_clear / acc_ambiguous and ambiguous_fraction (see `clear_pairs`)."""
     net.eval()
-    losses, correct, n = [], 0, 0
+    losses, right, clear = [], [], []
     for b in batches:
         cos, y = pairs(net, b, device)
         losses.append(syncnet_bce(cos, y).item())
-        correct += ((cos > 0.5).float() == y).sum().item()
-        n += len(y)
+        right.append(((cos > 0.5).float() == y).cpu())
+        clear.append(clear_pairs(b, clear_diff))
     net.train()
-    return {"loss": sum(losses) / len(losses), "acc": correct / n}
+    right, clear = torch.cat(right).float(), torch.cat(clear)
+    part = lambda m: right[m].mean().item() if m.any() else float("nan")  # noqa: E731
+    return {"loss": sum(losses) / len(losses), "acc": right.mean().item(), "acc_clear": part(clear),
+            "acc_ambiguous": part(~clear), "ambiguous_fraction": 1 - clear.float().mean().item()}
 
 
 def _checkpoints(run_dir: str) -> list[str]:
@@ -105,8 +120,9 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
     train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
                                           skip_batches=step, select=sync.select, av_offsets=sync.offsets),
                         cfg.loader.workers)
+    val_loader = dataclasses.replace(cfg.loader, mouth_min_diff=0.0)  # random negatives: the ambiguity measured
     val = list(itertools.islice(iter(make_loader(
-        training_pipeline(layout.shard_urls("test"), cfg.loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
+        training_pipeline(layout.shard_urls("val"), val_loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
     it = iter(train)
     gen = torch.Generator() if cfg.augment else None
     t0, seen = time.time(), 0
@@ -125,12 +141,14 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
             seen += len(y)
             if step % cfg.eval_every == 0 or step == cfg.steps:  # the only host syncs
                 train_acc = ((cos > 0.5).float() == y).float().mean().item()
-                ev = evaluate(net, val, device)
+                ev = evaluate(net, val, device, cfg.clear_diff)
                 rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, "val_loss": ev["loss"],
-                       "val_acc": ev["acc"], "pairs_per_s": seen / (time.time() - t0)}
+                       "val_acc": ev["acc"], "val_acc_clear": ev["acc_clear"], "val_acc_ambiguous": ev["acc_ambiguous"],
+                       "val_ambiguous_fraction": ev["ambiguous_fraction"], "pairs_per_s": seen / (time.time() - t0)}
                 history.append(rec)
-                log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f", step, cfg.steps,
-                         rec["train_loss"], train_acc, ev["loss"], ev["acc"])
+                log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f (clear pairs %.2f, "
+                         "ambiguous %.2f of %.0f%%)", step, cfg.steps, rec["train_loss"], train_acc, ev["loss"],
+                         ev["acc"], ev["acc_clear"], ev["acc_ambiguous"], 100 * ev["ambiguous_fraction"])
                 hooks.log(step, rec)
                 if ev["loss"] <= min(h["val_loss"] for h in history):
                     save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
