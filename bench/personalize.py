@@ -32,7 +32,7 @@ def _one(identity: str, q) -> None:
             shutil.copytree(Path(p.paths.models) / sub, Path(d) / sub)
         p.paths.models = d
         p.tracking.enabled = False
-        entry = next(e for e in load_catalog(p) if e.identity == identity)
+        entry = next(e for e in load_catalog(p)[0] if e.identity == identity)
         t0 = time.perf_counter()
         r = personalize_identity(p, entry)
         q.put({"identity": identity, "wall_s": time.perf_counter() - t0, "steps": r["steps"],
@@ -119,7 +119,7 @@ def main() -> None:
     from stylesync.train.catalog import load_catalog
 
     p = load_params("params.yaml")
-    ids = [e.identity for e in load_catalog(p)][:2]
+    ids = [e.identity for e in load_catalog(p)[0]][:2]
     per_id = [run_isolated(_one, i) for i in ids]
     sizes = delta_sizes_at_256()
     wall = float(np.mean([r["wall_s"] for r in per_id]))

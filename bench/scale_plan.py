@@ -28,9 +28,9 @@ class Input:
 
 
 INPUTS: dict[str, Input] = {
-    "vox_frames": Input(220e6, "frames", "stated", "reference STYLESYNC.md s8 (VoxCeleb2, ~2,442 h at 25 fps)"),
-    "lrw_frames": Input(15.6e6, "frames", "stated", "reference STYLESYNC.md s8 (LRW, ~539k clips x 29 frames)"),
-    "vox_fraction": Input(0.2, "", "stated", "paper (STYLESYNC.md s8); params/paper.yaml manifest.sources"),
+    "vox_frames": Input(220e6, "frames", "stated", "reference docs/MODELS.md R8 (VoxCeleb2, ~2,442 h at 25 fps)"),
+    "lrw_frames": Input(15.6e6, "frames", "stated", "reference docs/MODELS.md R8 (LRW, ~539k clips x 29 frames)"),
+    "vox_fraction": Input(0.2, "", "stated", "paper (docs/MODELS.md R8); params/paper.yaml manifest.sources"),
     "preprocess_fps_core": Input(864, "frames/s/core", "measured", f"{BM} Data: preprocessing, precomputed landmarks"),
     "fa_cpu_s_frame": Input(0.868, "s/frame/core", "measured", f"{BM} Data: face-alignment backend, CPU"),
     "fan_gflop": Input(50.47, "GFLOP/crop", "FLOP count", "scale_plan.py --count: 2D-FAN (4 stacks) on a 256x256 crop"),
@@ -49,8 +49,8 @@ INPUTS: dict[str, Input] = {
     "syncnet_steps": Input(200_000, "steps", "stated", "params/paper.yaml syncnet_train.steps"),
     "syncnet_batch": Input(64, "windows", "stated", "params/paper.yaml syncnet_train.loader.batch_size"),
     "syncnet_train_gflop": Input(7.04, "GFLOP/window", "FLOP count", "scale_plan.py --count: expert SyncNet fwd+bwd"),
-    "personal_s": Input(50, "s/speaker", "stated", "paper: < 10 s to ~50 s of video per person (STYLESYNC.md s2)"),
-    "fps": Input(25, "frames/s", "stated", "reference STYLESYNC.md s8"),
+    "personal_s": Input(50, "s/speaker", "stated", "paper: < 10 s to ~50 s of video per person (docs/MODELS.md R2)"),
+    "fps": Input(25, "frames/s", "stated", "reference docs/MODELS.md R8"),
     "epochs": Input(5, "", "stated", "paper; personalize.epochs"),
     "personal_fraction": Input(0.5, "", "stated", "paper 1:1 batches; personalize.personal_fraction"),
     "speakers": Input(10_000, "speakers", "stated", "the catalog to plan for"),

@@ -1,4 +1,4 @@
-"""Wav2Lip mel spectrogram (STYLESYNC.md section 4) and per-video-frame mel windows.
+"""Wav2Lip mel spectrogram (docs/MODELS.md, reference R4) and per-video-frame mel windows.
 
 Numerically Wav2Lip's `audio.melspectrogram` (16 kHz, pre-emphasis 0.97, |STFT| n_fft 800 hop 200
 Hann, 80 Slaney mel bands 55-7600 Hz, 20*log10(max(1e-5, S)) - 20, symmetric clip to [-4, 4]).

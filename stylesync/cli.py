@@ -11,10 +11,13 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .config import ConfigError, load_params
+from .config import ConfigError, anchored, load_params
 
 log = logging.getLogger("stylesync")
+# the project's own error types whose message already says what failed (by name: no heavy imports here)
+PLAIN_ERRORS = {"MediaError", "CheckpointError", "PersonalizeError", "NoFaceError"}
 
 
 @dataclass
@@ -22,6 +25,7 @@ class Command:
     target: str  # "module:function", called as function(params, args) -> int | None
     help: str
     args: list[tuple[tuple, dict]] = field(default_factory=list)
+    epilog: str = ""  # usage notes under the arguments of `--help`
 
 
 def arg(*flags, **kw) -> tuple[tuple, dict]:
@@ -47,6 +51,13 @@ COMMANDS: dict[str, Command] = {
     "personalize": Command(
         "stylesync.stages.personalize:run", "personalize the backbone for every identity of the speaker catalog (Ray tasks)",
         [arg("--executor", choices=["ray", "local"], default="ray", help="Ray tasks (default) or in-process")],
+        epilog="which identities: all test identities of the shards, or a table (-S personalize.catalog=cat.csv:\n"
+               "  identity[, clips, held_out, seconds, time_limit_s]), restricted with\n"
+               "  -S 'personalize.identities=[id00019,id00020]'\n"
+               "budgets: -S personalize.time_limit_s=600 (per identity), -S personalize.seconds=10 (of the person's\n"
+               "  video), -S personalize.epochs=5\n"
+               "exit 1 when any requested identity failed or is unknown (reasons printed; models/personal/catalog.parquet);\n"
+               "  -S personalize.allow_partial=true accepts a partial catalog",
     ),
     "evaluate": Command("stylesync.stages.evaluate:run", "the paper's Table 1 protocol: models side by side -> metrics/eval.json"),
     "sync": Command(
@@ -87,9 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-level", default=os.environ.get("STYLESYNC_LOG", "INFO"),
                         help="logging level (default INFO)")
+    parser.add_argument("--debug", action="store_true", default=os.environ.get("STYLESYNC_DEBUG", "") not in ("", "0"),
+                        help="show the full traceback of an error (also STYLESYNC_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, cmd in COMMANDS.items():
-        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help, epilog=cmd.epilog or None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a param, e.g. -S train.steps=10 (repeatable)")
@@ -107,8 +121,35 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"stylesync: bad params: {e}", file=sys.stderr)
         return 2
+    home = Path(args.params).resolve().parent
+    if home != Path.cwd().resolve():  # relative paths (params and -S) mean the params file's folder
+        params = anchored(params, home)
+        log.info("relative paths of %s are taken from %s", args.params, home)
     module, func = COMMANDS[args.command].target.split(":")
-    return int(getattr(importlib.import_module(module), func)(params, args) or 0)
+    try:
+        return int(getattr(importlib.import_module(module), func)(params, args) or 0)
+    except KeyboardInterrupt:
+        print(f"stylesync {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `stylesync params ... | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:  # noqa: BLE001 - one line for the user, the traceback with --debug
+        if args.debug:
+            raise
+        print(f"stylesync {args.command}: error: {error_line(e)} (--debug or STYLESYNC_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def error_line(e: BaseException) -> str:
+    """One line that names what went wrong: the message (its first line), with the exception's type
+    where the message alone would not say what kind of failure it is."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    plain = (FileNotFoundError, PermissionError, ValueError, ConfigError)
+    if msg and (isinstance(e, plain) or type(e).__name__ in PLAIN_ERRORS):
+        return msg
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
 if __name__ == "__main__":

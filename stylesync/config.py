@@ -76,7 +76,7 @@ PATH = {"path": True}  # a local path or URI; `anchored` makes it absolute
 # --------------------------------------------------------------------------- models
 @dataclass
 class GeneratorConfig:
-    """StyleSync generator (paper Sec. 3.1; STYLESYNC.md section 1)."""
+    """StyleSync generator (paper Sec. 3.1; docs/MODELS.md, reference R1)."""
 
     size: int = 256  # output resolution, a power of two in [32, 1024]
     style_dim: int = 512
@@ -123,7 +123,7 @@ class DiscriminatorConfig:
 
 @dataclass
 class SyncNetConfig:
-    """Expert SyncNet (Wav2Lip color SyncNet; STYLESYNC.md section 3)."""
+    """Expert SyncNet (Wav2Lip color SyncNet; docs/MODELS.md, reference R3)."""
 
     size: int = 96  # the aligned face is resized to size x size; the lower half is used
     n_frames: int = 5
@@ -141,7 +141,7 @@ class ModelConfig:
 # --------------------------------------------------------------------------- face geometry
 @dataclass
 class MaskConfig:
-    """Lower-face U mask, in template units (the 75 x 100 unit aligned crop; STYLESYNC.md s. 5)."""
+    """Lower-face U mask, in template units (the 75 x 100 unit aligned crop; docs/MODELS.md, reference R5)."""
 
     top: float = 37.0  # cheek line: the mask starts here (LatentSync's starts at row 95/256)
     jaw_margin: float = 6.0  # jaw line pushed outward, room for an opening mouth
@@ -161,7 +161,7 @@ class FaceConfig:
 # --------------------------------------------------------------------------- data
 @dataclass
 class SynthConfig:
-    """The embedded synthetic talking-face corpus (DESIGN.md section 4), in the VoxCeleb2 layout."""
+    """The embedded synthetic talking-face corpus (docs/ARCHITECTURE.md \"Synthetic corpus\"), in the VoxCeleb2 layout."""
 
     out: str = field(default="data/raw/synthetic", metadata=PATH)
     seed: int = 0
@@ -207,7 +207,8 @@ class SourceConfig:
 class ValSplitConfig:
     """The validation split (tuning and selection; `test` is for the final numbers): whole dev
     identities of the VoxCeleb2 layout (VoxCeleb2, synthetic), the first by sha1 of the identity
-    name, max(min_identities, ceil(fraction x dev identities)) of them; LRW keeps its own `val`."""
+    name, max(min_identities, ceil(fraction x dev identities)) of them (at most half); LRW keeps its
+    own `val`."""
 
     fraction: float = 0.01
     min_identities: int = 2
@@ -418,6 +419,8 @@ class PersonalizeConfig:
     catalog: Optional[str] = field(default=None, metadata=SCHEDULE | PATH)
     # restrict the catalog to these (empty = all)
     identities: list[str] = field(default_factory=list, metadata=SCHEDULE)
+    # exit 0 even when some identities fail or are unknown (each still recorded with its reason)
+    allow_partial: bool = field(default=False, metadata=SCHEDULE)
     train_clips: int = 2  # default catalog: the first N clips (by clip id) of an identity are its data, the rest held out
     seconds: Optional[float] = None  # time budget: use only the first N seconds of the person's clips
     epochs: float = 5.0  # passes over the person's frames (paper: 5)
@@ -468,6 +471,9 @@ class InferConfig:
     paste: Paste = Paste.lower_face  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
     crf: int = 18  # H.264 quality of the output
     max_frames_in_memory: int = 20000  # refuse longer inputs (use --start/--end)
+    # fail (exit 1) when the followed face is missing in more than this fraction of the frames
+    # (those frames would be copied through unchanged: not the lip sync that was asked for)
+    max_frames_without_face: float = 0.5
     # generator forward: auto = bf16 autocast on CUDA, fp32 on CPU; "bf16" = bf16 on CPU too (AVX512-BF16/AMX:
     # 2.2x faster end to end here, frames within 4 grey levels of fp32, mean 0.09: BENCHMARKS.md); "off" = fp32
     amp: Amp = Amp.auto

@@ -33,13 +33,17 @@ from .face.paste import blend_mask, paste_back
 from .models.generator import StyleSyncGenerator
 from .models.store import apply_personal, load_generator
 from .runtime.device import amp_dtype, autocast
-from .io import parent
+from .storage import parent
 from .shots import detect_cuts
 from .video import align_audio, audio_start_offset, read_audio, read_video, resample_indices, write_video
 
 log = logging.getLogger(__name__)
 FPS, SR = 25.0, 16000
 SAMPLES_PER_FRAME = int(SR / FPS)
+
+
+class NoFaceError(ValueError):
+    """Too few frames with the followed face to lip-sync the video."""
 
 
 def ping_pong(n_out: int, n_src: int) -> np.ndarray:
@@ -127,6 +131,12 @@ class Lipsyncer:
         track = self.landmarks(src, idx, landmarks, cuts)
         lm = smooth_landmarks(track.landmarks, self.face.smooth_sigma, cuts=cuts)
         has_face = np.isfinite(lm).all(axis=(1, 2))
+        missing = int((~has_face).sum())
+        if missing > self.cfg.max_frames_without_face * len(has_face):
+            raise NoFaceError(f"{video}: the followed face (--face {self.lm_cfg.face}) is missing in {missing} of "
+                              f"{len(has_face)} frames, over infer.max_frames_without_face "
+                              f"({self.cfg.max_frames_without_face:.0%}): nothing to lip-sync there; try another "
+                              f"--face or a video where a face is visible")
         template = np.asarray(self.face.template, dtype=np.float64)
         affine = alignment_matrices(lm, template, self.face.crop_size)
         wav = read_audio(audio, SR)

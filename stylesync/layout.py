@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import PathsConfig
-from .io import child_path, glob, join
+from .storage import child_path, glob, join
 
 
 @dataclass(frozen=True)

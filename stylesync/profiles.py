@@ -1,7 +1,10 @@
 """Params profiles: an overlay YAML (e.g. params/paper.yaml) applied on top of params.yaml.
 
     stylesync params --profile params/paper.yaml -S train.steps=10   # the merged, validated params (YAML)
-    dvc exp run $(stylesync params --profile params/paper.yaml --dvc-args)   # as a DVC experiment
+    eval "dvc exp run $(stylesync params --profile params/paper.yaml --dvc-args)"   # as a DVC experiment
+
+`--dvc-args` prints shell-quoted `-S key=value` words in the override grammar `dvc exp run -S`
+parses (Hydra's: `{k:v}` mappings, `[a,b]` lists, quoted strings, null), hence the `eval`.
 """
 from __future__ import annotations
 
@@ -14,6 +17,21 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, Params, load_params, read_tree, to_dict
+
+
+def hydra_value(v: Any) -> str:
+    """A value in Hydra's override grammar (what `dvc exp run -S` parses)."""
+    if isinstance(v, dict):
+        return "{" + ",".join(f"{k}:{hydra_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(hydra_value(x) for x in v) + "]"
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))  # a double-quoted string (escapes as Hydra reads them)
 
 
 def leaves(tree: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -39,7 +57,7 @@ def run(params: Params, args) -> int:
         print(f"stylesync: bad params: {e}", file=sys.stderr)
         return 2
     if args.dvc_args:
-        sets = [f"{k}={json.dumps(v)}" for k, v in leaves(overlay)] + args.set
+        sets = [f"++{k}={hydra_value(v)}" for k, v in leaves(overlay)] + args.set  # ++: set, or add if params.yaml lacks it
         print(" ".join(f"-S {shlex.quote(s)}" for s in sets))
     else:
         print(yaml.safe_dump(to_dict(merged), sort_keys=False), end="")

@@ -16,7 +16,7 @@ from typing import Optional
 import av
 import numpy as np
 
-from .io import local_file
+from .storage import local_file
 
 log = logging.getLogger(__name__)
 TARGET_FPS = 25.0

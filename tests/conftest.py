@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,7 +24,9 @@ from stylesync.train.step import StepModules, make_optimizers, train_step  # noq
 
 # Shared helpers live in helpers.py, where test modules import them from. tiny_generator_config is
 # also named here because tests/test_storage.py still imports it from conftest.
-from helpers import tiny_discriminator_config, tiny_generator_config, tiny_syncnet_config  # noqa: E402
+from helpers import (  # noqa: E402
+    params_for, tiny_discriminator_config, tiny_generator_config, tiny_syncnet_config, write_small_manifest,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -45,6 +48,19 @@ def tiny_dcfg() -> DiscriminatorConfig:
 @pytest.fixture
 def tiny_scfg() -> SyncNetConfig:
     return tiny_syncnet_config()
+
+
+@pytest.fixture(scope="session")
+def small_shards(tmp_path_factory) -> Path:
+    """A directory with the 7 drawn clips of `small_corpus` (3 identities: 1 val, 2 train; 2 test
+    clips), their manifest and their shards (helpers.params_for layout). Read it, never write it."""
+    from stylesync.data.build_shards import build_shards
+
+    tmp = tmp_path_factory.mktemp("small_shards")
+    p = params_for(tmp)
+    write_small_manifest(tmp, p)
+    build_shards(p, executor="local")
+    return tmp
 
 
 @pytest.fixture(scope="session")

@@ -113,8 +113,8 @@ def write_manifest_of(raw: Path, params: Params, val: Optional[ValSplitConfig] =
     write_manifest(build_manifest(cfg), params.paths.manifest)
 
 
-def write_small_manifest(tmp: Path, params: Params, n: int = 7, val: ValSplitConfig = NO_VAL) -> None:
-    """`small_corpus` under tmp/raw and its manifest (no val split by default: 3 identities)."""
+def write_small_manifest(tmp: Path, params: Params, n: int = 7, val: Optional[ValSplitConfig] = None) -> None:
+    """`small_corpus` under tmp/raw and its manifest (val: the default rule, 1 of its 3 identities)."""
     small_corpus(tmp / "raw", n)
     write_manifest_of(tmp / "raw", params, val)
 

@@ -269,7 +269,7 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path, monkeypat
     import errno
     import os
 
-    from stylesync import io as sio
+    from stylesync import storage as sio
 
     target = tmp_path / "out.json"
     target.write_bytes(b"old")

@@ -80,13 +80,18 @@ def test_mask_required_when_eq1_is_on(tiny_gcfg):
 
 
 def test_delta_w_is_exactly_zero_until_trained(tiny_gcfg):
-    g = StyleSyncGenerator(tiny_gcfg)
+    g = StyleSyncGenerator(tiny_gcfg).eval()
     f_f = torch.randn(3, tiny_gcfg.face_dim)
     assert torch.count_nonzero(g.delta_w(f_f)) == 0
     x = inputs(32)
-    a = g(*x)
-    g.use_delta_w = False
-    assert torch.equal(a, g(*x))
+    off = g(*x)  # Ours-G: Delta W not computed
+    g.use_delta_w = True  # personalization turns it on: a zero-initialised MLP_dw changes nothing ...
+    assert torch.equal(off, g(*x))
+    with torch.no_grad():
+        g.mlp_dw[-1].bias.add_(0.1)  # ... until it is trained
+    assert not torch.equal(off, g(*x))
+    g.use_delta_w = False  # and off again, it is not used at all
+    assert torch.equal(off, g(*x))
 
 
 def test_delta_p_zero_is_bit_identical_and_nonzero_changes_output(tiny_gcfg):

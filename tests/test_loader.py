@@ -11,20 +11,15 @@ import torch
 
 from stylesync.audio import mel_start
 from stylesync.config import LoaderConfig
-from stylesync.data.build_shards import build_shards
 from stylesync.data.loader import iter_clips, make_loader, training_pipeline
 from stylesync.data.shards import sample_tar_bytes
 
-from helpers import params_for, shard_urls, write_small_manifest
+from helpers import params_for, shard_urls
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("loader")
-    p = params_for(tmp)
-    write_small_manifest(tmp, p)
-    build_shards(p, executor="local")
-    return Path(p.paths.shards)
+def shards(small_shards) -> Path:
+    return Path(params_for(small_shards).paths.shards)
 
 
 def take(loader, n):

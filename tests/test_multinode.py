@@ -110,12 +110,8 @@ def test_preprocess_survives_a_lost_node_exactly_once(cluster, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("multinode")
-    p = params_for(tmp)
-    write_small_manifest(tmp, p)
-    build_shards(p, executor="local")
-    return tmp
+def corpus(small_shards) -> Path:
+    return small_shards
 
 
 def _ddp_params(corpus: Path, out: Path):

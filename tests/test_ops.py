@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from stylesync.models.layers import Blur, ModulatedConv2d, Upsample
-from stylesync.models.ops import fused_leaky_relu, make_kernel, upfirdn2d
+from stylesync.models.ops import fused_leaky_relu, fused_leaky_relu_, make_kernel, upfirdn2d
 
 
 def upfirdn2d_reference(x: np.ndarray, k: np.ndarray, up: int, down: int, pad: tuple[int, int]) -> np.ndarray:
@@ -45,18 +45,24 @@ def test_upfirdn2d_gradients():
     assert torch.autograd.gradgradcheck(lambda t: upfirdn2d(t, k, up=1, down=2, pad=(1, 1)), (x,))
 
 
-def test_fused_leaky_relu_values_and_gradients():
+def _in_place(x, b):
+    """fused_leaky_relu_ as the layers call it: on a fresh intermediate (here x * 1, a new tensor)."""
+    return fused_leaky_relu_(x * 1, b)
+
+
+@pytest.mark.parametrize("act", [fused_leaky_relu, _in_place], ids=["out-of-place", "in-place (what the layers run)"])
+def test_fused_leaky_relu_values_and_gradients(act):
     x = torch.randn(3, 4, 5, 5, dtype=torch.float64, requires_grad=True)
     b = torch.randn(4, dtype=torch.float64, requires_grad=True)
-    y = fused_leaky_relu(x, b)
+    y = act(x, b)
     z = x + b.view(1, -1, 1, 1)
     ref = torch.where(z >= 0, z, 0.2 * z) * np.sqrt(2)
     assert torch.allclose(y, ref)
-    assert torch.autograd.gradcheck(fused_leaky_relu, (x, b))
-    assert torch.autograd.gradgradcheck(fused_leaky_relu, (x, b))
+    assert torch.autograd.gradcheck(act, (x, b))
+    assert torch.autograd.gradgradcheck(act, (x, b))  # R1 differentiates through it twice
     # 2-D input (EqualLinear with activation)
     x2 = torch.randn(3, 4, dtype=torch.float64)
-    assert torch.allclose(fused_leaky_relu(x2, b), F.leaky_relu(x2 + b, 0.2) * np.sqrt(2))
+    assert torch.allclose(act(x2, b), F.leaky_relu(x2 + b, 0.2) * np.sqrt(2))
 
 
 def test_blur_and_upsample_shapes_and_gain():
@@ -77,6 +83,23 @@ def test_modulated_conv_fused_equals_unfused(upsample):
     b = conv(x, s)
     assert a.shape == (3, 5, 16 if upsample else 8, 16 if upsample else 8)
     assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_modulated_conv_gradients(fused):
+    """Both paths (the unfused one with its in-place `mul_`) differentiate correctly, twice (R1)."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(3, 2, 3, 4, upsample=False).double()
+    conv.fused = fused
+    x = torch.randn(2, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    s = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, s: conv(x, s), (x, s))
+    assert torch.autograd.gradgradcheck(lambda x, s: conv(x, s), (x, s))
+    w = conv.weight
+    grads = torch.autograd.grad(conv(x, s).pow(2).sum(), [w, x, s])
+    conv.fused = not fused
+    other = torch.autograd.grad(conv(x, s).pow(2).sum(), [w, x, s])
+    assert all(torch.allclose(a, b, atol=1e-9) for a, b in zip(grads, other))  # fused == unfused, gradients too
 
 
 def test_modulated_conv_demodulation_normalises_weights():

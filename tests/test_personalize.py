@@ -148,3 +148,27 @@ def test_catalog_isolation_and_rerun(backbone, tmp_path, monkeypatch):
     assert m2["skipped"] == len(ok_ids) and m2["ok"] == 3
     assert set(m2["per_identity"]) == set(ids) | {extra}
     assert m2["ours_g_vs_p"] is not None and set(m2["ours_g_vs_p"]) == {"mouth_psnr_g", "mouth_psnr_p", "mouth_ssim_g", "mouth_ssim_p"}
+
+
+def test_requested_identities_that_are_unknown_are_named_and_fail_the_run(small_shards, tmp_path, monkeypatch, caplog):
+    from types import SimpleNamespace
+
+    import stylesync.stages.personalize as stage
+    from stylesync.train.catalog import load_catalog
+
+    p = tiny_params(small_shards, tmp_path)
+    p.personalize.identities = ["nobody"]
+    with pytest.raises(ValueError, match="nobody: unknown identity"):
+        load_catalog(p)
+    known = default_catalog(p)[0].identity
+    p.personalize.identities = [known, "nobody"]
+    entries, unknown = load_catalog(p)
+    assert [e.identity for e in entries] == [known] and list(unknown) == ["nobody"]
+    result = {"ok": 1, "skipped": 0, "failed": 1, "ours_g_vs_p": None,
+              "per_identity": {known: {"status": "ok", "reason": ""},
+                               "nobody": {"status": "failed", "reason": unknown["nobody"]}}}
+    monkeypatch.setattr(stage, "run_catalog", lambda params, executor: result)
+    assert stage.run(p, SimpleNamespace(executor="local")) == 1  # dvc repro must not take the stage as done
+    assert any("nobody" in r.message and "unknown identity" in r.message for r in caplog.records)
+    p.personalize.allow_partial = True
+    assert stage.run(p, SimpleNamespace(executor="local")) == 0

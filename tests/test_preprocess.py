@@ -25,7 +25,7 @@ from stylesync.face.template import ALIGN_TEMPLATE, alignment_points
 from stylesync.stages import preprocess as preprocess_stage
 
 from drawn_clips import make_clip
-from helpers import params_for, shard_bytes, vox_path, write_small_manifest
+from helpers import NO_VAL, params_for, shard_bytes, vox_path, write_small_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,7 +153,7 @@ def test_fault_corpus_local(tmp_path):
 
 def test_ray_executor_is_deterministic_and_matches_local(tmp_path):
     a = params_for(tmp_path / "a")
-    write_small_manifest(tmp_path / "a", a)
+    write_small_manifest(tmp_path / "a", a, val=NO_VAL)
     b = params_for(tmp_path / "b")
     b.paths.manifest = a.paths.manifest
     build_shards(a, executor="ray")

@@ -20,7 +20,7 @@ from stylesync.data.build_shards import build_shards
 from stylesync.data.loader import iter_clips, make_loader, training_pipeline
 from stylesync.data.sample import npy_load
 from stylesync.eval.av_offset import expert_offset
-from stylesync.io import write_parquet
+from stylesync.storage import write_parquet
 from stylesync.layout import Layout
 from stylesync.stages import sync_check
 

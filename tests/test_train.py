@@ -22,20 +22,15 @@ from stylesync.models.syncnet import ExpertSyncNet
 from stylesync.train.step import StepModules, make_optimizers, train_step
 
 from helpers import (
-    params_for, shard_urls, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config, with_expert,
-    write_small_manifest,
+    shard_urls, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config, with_expert,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("train")
-    p = params_for(tmp)
-    write_small_manifest(tmp, p)
-    build_shards(p, executor="local")
-    return tmp
+def corpus(small_shards) -> Path:
+    return small_shards
 
 
 def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
@@ -178,3 +173,53 @@ def test_paper_profile_runs_one_step_at_256(corpus):
     batch = next(iter(make_loader(training_pipeline(shard_urls(Path(corpus) / "shards", "train"), cfg, 256), 0)))
     logs = train_step(m, batch, 0, p.train.loss, p.train.optim)
     assert all(np.isfinite(float(v)) for v in logs.values())
+
+
+def test_run_keys_follow_the_shards_content_not_their_path(corpus, tmp_path):
+    """Other bytes at the same shard path: a fresh expert run (not the old one's weights); the same
+    bytes: the run resumes. The scenario of a changed preprocess param, end to end."""
+    import shutil
+
+    from stylesync.data.shards import content_key
+    from stylesync.stages.train_syncnet import train_syncnet
+    from stylesync.train.backbone import run_name
+
+    work = tmp_path / "work"
+    shutil.copytree(corpus, work)
+    p = tiny_params(work, tmp_path / "out")
+    with_expert(p)
+    key, name = content_key(p.paths.shards, ["train"]), run_name(p)
+    train_syncnet(p)
+    first = load_file(str(tmp_path / "out" / "models" / "syncnet" / "model.safetensors"))
+    runs = sorted((tmp_path / "out" / "runs").glob("syncnet-*"))
+    train_syncnet(p)  # the same shards: the same run, resumed at its end (nothing more to train)
+    assert sorted((tmp_path / "out" / "runs").glob("syncnet-*")) == runs
+    p.preprocess.jpeg_quality = 60  # the same clips re-encoded: other shard bytes at the same paths
+    build_shards(p, executor="local")
+    assert content_key(p.paths.shards, ["train"]) != key and run_name(p) != name
+    train_syncnet(p)
+    again = load_file(str(tmp_path / "out" / "models" / "syncnet" / "model.safetensors"))
+    assert len(list((tmp_path / "out" / "runs").glob("syncnet-*"))) == 2  # a second, fresh run
+    q = tiny_params(work, tmp_path / "scratch")  # from nothing on the new shards
+    train_syncnet(q)
+    scratch = load_file(str(tmp_path / "scratch" / "models" / "syncnet" / "model.safetensors"))
+    assert any(not torch.equal(first[k], again[k]) for k in first)
+    assert all(torch.equal(scratch[k], again[k]) for k in scratch)
+
+
+def test_backbone_and_personal_keys_hold_the_expert_and_the_train_settings(corpus, tmp_path):
+    from stylesync.models.syncnet import ExpertSyncNet
+    from stylesync.models.store import save_syncnet
+    from stylesync.train.backbone import run_name
+    from stylesync.train.personalize import CatalogEntry, fingerprint
+
+    p = tiny_params(corpus, tmp_path)
+    with_expert(p)
+    entry = CatalogEntry(identity="id0", clips=["c"])
+    name, fp = run_name(p), fingerprint(p, entry, "backbone")
+    torch.manual_seed(1)
+    save_syncnet(Path(p.paths.models) / "syncnet", ExpertSyncNet(p.model.syncnet))  # another expert
+    assert run_name(p) != name and fingerprint(p, entry, "backbone") != fp
+    name, fp = run_name(p), fingerprint(p, entry, "backbone")
+    p.train.nan_policy = "skip"  # read by personalization's step
+    assert fingerprint(p, entry, "backbone") != fp

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ..config import Params, SyncCheckConfig
-from ..io import exists, read_parquet
+from ..storage import exists, read_parquet
 from ..layout import Layout
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import Params
-from ..io import read_parquet
+from ..storage import read_parquet
 from ..video import TARGET_FPS
 from .preprocess import (
     ClipRejected, preprocess_hash, process_clip, stage_align, stage_decode, stage_encode, stage_landmarks,

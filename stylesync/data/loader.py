@@ -41,7 +41,7 @@ from webdataset.gopen import gopen
 from ..audio import MEL_STEP, mel_start, pad_mel_for_frames
 from ..config import LoaderConfig
 from ..face.mouth import lip_gap, profile_distance
-from ..io import is_uri, open_file
+from ..storage import is_uri, open_file
 from .sample import FRAME_FIELDS, decode_jpeg, jpeg_list, npy_load
 
 log = logging.getLogger(__name__)

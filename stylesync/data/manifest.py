@@ -1,6 +1,6 @@
-"""Manifest stage: scan dataset roots into one parquet table, one row per clip (DESIGN.md section 3).
+"""Manifest stage: scan dataset roots into one parquet table, one row per clip (docs/ARCHITECTURE.md \"Data path\").
 
-Layouts (STYLESYNC.md section 8):
+Layouts (docs/MODELS.md, reference R8):
 - voxceleb2: `{root}/{dev,test}/mp4/<identity>/<youtube_id>/NNNNN.mp4`, optional separately released
   audio at `{root}/{split}/aac/<identity>/<youtube_id>/NNNNN.m4a` (-> `audio_path`).
 - lrw: `{root}/lipread_mp4/WORD/{train,val,test}/WORD_NNNNN.mp4` + `WORD_NNNNN.txt` (`Text: WORD`,
@@ -40,7 +40,7 @@ from fsspec.implementations.local import LocalFileSystem
 from tqdm import tqdm
 
 from ..config import ManifestConfig, ValSplitConfig
-from ..io import atomic_write_bytes, is_uri
+from ..storage import atomic_write_bytes, is_uri
 from ..video import MediaError, probe, probe_audio_file
 
 log = logging.getLogger(__name__)
@@ -229,9 +229,9 @@ def keep_identity(identity: str, identities: Sequence[str]) -> bool:
 
 def val_identities(identities: Sequence[str], cfg: ValSplitConfig) -> set[str]:
     """The dev identities held out as `val`: the first max(min_identities, ceil(fraction x n)) by
-    sha1 of the name (never all of them)."""
+    sha1 of the name, never more than half of them."""
     ids = sorted(set(identities), key=lambda i: hashlib.sha1(i.encode("utf-8")).hexdigest())
-    n = min(max(cfg.min_identities, math.ceil(cfg.fraction * len(ids))), max(len(ids) - 1, 0))
+    n = min(max(cfg.min_identities, math.ceil(cfg.fraction * len(ids))), len(ids) // 2)
     return set(ids[:n])
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 from ..config import Params
-from ..io import is_uri
+from ..storage import is_uri
 
 PATH_FIELDS = ("path", "audio_path", "landmarks_path")
 

@@ -1,4 +1,4 @@
-"""The shard sample format (one WebDataset sample per clip; DESIGN.md section 3).
+"""The shard sample format (one WebDataset sample per clip; docs/ARCHITECTURE.md \"Data path\").
 
 Fields of sample `<key>`:
   frames.mp      msgpack list of JPEG bytes, one per aligned frame (codec "jpeg"), or

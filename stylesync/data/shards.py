@@ -13,7 +13,7 @@ A shard is finished iff its tar and meta exist (the meta is written first). The 
 tar's size and sha256; every run checks the finished shards against them (`drop_corrupt`: sha256 on
 local storage, size on object stores) and rebuilds a corrupt one (truncated, bytes flipped).
 Atomic writes are temp file + rename locally and one PUT on object stores (no rename is needed:
-every file is written whole, and completion is told by which files exist), see `stylesync.io`.
+every file is written whole, and completion is told by which files exist), see `stylesync.storage`.
 """
 from __future__ import annotations
 
@@ -28,8 +28,8 @@ from typing import Iterable, Optional
 
 import pyarrow as pa
 
-from ..io import (
-    atomic_write_bytes, exists, file_sha256, find, is_uri, join, makedirs, read_bytes, remove, size, write_json, write_parquet,
+from ..storage import (
+    atomic_write_bytes, exists, file_sha256, find, glob, is_uri, join, makedirs, read_bytes, remove, size, write_json, write_parquet,
 )
 
 PLAN_FILE = "plan.json"
@@ -266,4 +266,16 @@ def read_sample_tar(data: bytes) -> dict:
             key, field = m.name.split(".", 1)
             out["__key__"] = key
             out[field] = tar.extractfile(m).read()
+    return out
+
+
+def content_key(root: str, splits: Iterable[str]) -> dict[str, str]:
+    """What a run reads of the shards, by content: {split/shard-NNNNNN: the tar's sha256 from its
+    meta} for the finished shards of `splits` (run keys hold it, so that other bytes at the same
+    path start a fresh run, and the same bytes resume)."""
+    out = {}
+    for split in splits:
+        for path in sorted(glob(root, f"{split}/shard-*.meta.json")):
+            meta = json.loads(read_bytes(path))
+            out[f"{split}/{meta['shard'].rsplit('/', 1)[-1]}"] = meta.get("sha256") or f"{meta.get('bytes')} bytes"
     return out

@@ -1,4 +1,4 @@
-"""The embedded default dataset: a deterministic synthetic talking-face corpus (DESIGN.md section 4).
+"""The embedded default dataset: a deterministic synthetic talking-face corpus (docs/ARCHITECTURE.md \"Synthetic corpus\").
 
 Written like VoxCeleb2, {out}/{dev,test}/mp4/idNNNNN/<video_id>/NNNNN.mp4 (H.264 + AAC 16 kHz mono),
 with two sidecars per clip: NNNNN.landmarks.npy (float32 (T, 68, 2), frame pixels (x, y), exactly
@@ -23,10 +23,12 @@ import numpy as np
 from tqdm import tqdm
 
 from ..config import SynthConfig
-from ..io import atomic_write_bytes
+from ..storage import atomic_write_bytes
 from ..video import write_video
-from .synth_audio import TalkingStyle, Voice, apply_style, mouth_track, sample_style, sample_voice, synthesize
-from .synth_face import Appearance, FaceRenderer, frame_landmarks, head_transform, sample_appearance, sample_motion
+from .synth_audio import Speech, TalkingStyle, Voice, apply_style, mouth_track, sample_style, sample_voice, synthesize
+from .synth_face import (
+    Appearance, FaceRenderer, Motion, frame_landmarks, head_transform, sample_appearance, sample_motion,
+)
 
 log = logging.getLogger(__name__)
 VIDEO_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
@@ -107,26 +109,55 @@ def shift_audio(wav: np.ndarray, offset: int, samples_per_frame: int) -> np.ndar
     return np.concatenate([pad, wav[:-n]]) if offset > 0 else np.concatenate([wav[n:], pad])
 
 
-def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
-    """Render one clip in memory: audio, the mouth driven by it, head motion, blinks, frames."""
-    ident = make_identity(cfg.seed, job.identity)
+@dataclass
+class Articulation:
+    """A clip before rendering: its speech, the mouth it drives, head motion and the landmarks."""
+
+    identity: Identity
+    speech: Speech
+    aperture: np.ndarray  # (T,)
+    spread: np.ndarray  # (T,)
+    mouth_open: np.ndarray  # (T,) template units
+    mouth_width: np.ndarray  # (T,)
+    motion: Motion
+    transforms: np.ndarray  # (T, 2, 3) template units -> frame pixels
+    landmarks: np.ndarray  # (T, 68, 2) float32, frame pixels
+
+
+def _streams(cfg: SynthConfig, job: ClipJob) -> list[np.random.SeedSequence]:
     # children 0 and 1 are the same for any spawn count: adding the offset stream changes no clip
-    audio_ss, motion_ss, offset_ss = np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(3)
+    return np.random.SeedSequence([cfg.seed, _CLIP, job.identity, job.video, job.clip]).spawn(3)
+
+
+def articulate(cfg: SynthConfig, job: ClipJob) -> Articulation:
+    """Everything of a clip but its pixels (cheap: the corpus calibration measures these landmarks)."""
+    ident = make_identity(cfg.seed, job.identity)
+    audio_ss, motion_ss, _ = _streams(cfg, job)
     n_frames = int(round(cfg.seconds * cfg.fps))
     speech = synthesize(np.random.default_rng(audio_ss), ident.voice, cfg.seconds, cfg.sample_rate, cfg.rest_aperture)
     aperture, spread = mouth_track(speech, n_frames, cfg.fps, cfg.sample_rate)  # (T,), (T,)
     mouth_open, mouth_width = apply_style(ident.style, aperture, spread, ident.appearance.mouth_width,
                                           cfg.max_open, cfg.open_cap)
     mo = sample_motion(np.random.default_rng(motion_ss), n_frames, cfg.fps, cfg.yaw, cfg.exposure)
+    mats = np.stack([head_transform(ident.appearance, cfg.resolution, mo.tx[t], mo.ty[t], mo.rot[t], mo.scale[t])
+                     for t in range(n_frames)])  # (T, 2, 3)
+    landmarks = np.stack([frame_landmarks(ident.appearance, mats[t], mouth_open[t], mouth_width[t], mo.eye_open[t],
+                                          mo.yaw[t]) for t in range(n_frames)]).astype(np.float32)
+    return Articulation(ident, speech, aperture, spread, mouth_open, mouth_width, mo, mats, landmarks)
+
+
+def make_clip(cfg: SynthConfig, job: ClipJob) -> Clip:
+    """Render one clip in memory: audio, the mouth driven by it, head motion, blinks, frames."""
+    a = articulate(cfg, job)
+    ident, speech, mo, landmarks = a.identity, a.speech, a.motion, a.landmarks
+    aperture, spread, mouth_open, mouth_width = a.aperture, a.spread, a.mouth_open, a.mouth_width
     renderer = FaceRenderer(ident.appearance, cfg.resolution)
-    frames = np.empty((n_frames, cfg.resolution, cfg.resolution, 3), np.uint8)
-    landmarks = np.empty((n_frames, 68, 2), np.float32)
-    for t in range(n_frames):
-        m = head_transform(ident.appearance, cfg.resolution, mo.tx[t], mo.ty[t], mo.rot[t], mo.scale[t])  # (2, 3)
-        landmarks[t] = frame_landmarks(ident.appearance, m, mouth_open[t], mouth_width[t], mo.eye_open[t], mo.yaw[t])
-        frame = renderer.render(landmarks[t], m, mo.gaze[t])
+    frames = np.empty((len(landmarks), cfg.resolution, cfg.resolution, 3), np.uint8)
+    for t in range(len(landmarks)):
+        frame = renderer.render(landmarks[t], a.transforms[t], mo.gaze[t])
         frames[t] = np.clip(frame * mo.exposure[t] + 0.5, 0, 255).astype(np.uint8)  # camera exposure drift
-    offset = av_offset(cfg, job, np.random.default_rng(offset_ss))
+    n_frames = len(frames)
+    offset = av_offset(cfg, job, np.random.default_rng(_streams(cfg, job)[2]))
     wav = shift_audio(speech.wav, offset, int(round(cfg.sample_rate / cfg.fps)))
     meta = {
         "av_offset": offset,

@@ -34,7 +34,7 @@ from ..config import Params
 from ..data.loader import iter_clips
 from ..data.sample import npy_load
 from ..face.mask import mask_tensor
-from ..io import exists, join, read_json, read_parquet
+from ..storage import exists, join, read_json, read_parquet
 from ..layout import Layout
 from ..models.store import load_generator, load_personal, load_syncnet
 from ..runtime.device import amp_dtype, resolve_device

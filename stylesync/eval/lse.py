@@ -1,4 +1,4 @@
-"""LSE-D / LSE-C (Sync_conf) exactly as joonson/syncnet_python computes them (STYLESYNC.md s. 6).
+"""LSE-D / LSE-C (Sync_conf) exactly as joonson/syncnet_python computes them (docs/MODELS.md, reference R6).
 
 Video: 224x224 BGR frames in 0-255 stacked (1, 3, T, 224, 224), 5-frame windows; audio: MFCC of the
 16-bit PCM (python_speech_features defaults: 13 coefficients at 100 Hz), 20 MFCC frames per window.

@@ -1,4 +1,4 @@
-"""Similarity alignment of faces to the template (STYLESYNC.md section 5) and its inverse.
+"""Similarity alignment of faces to the template (docs/MODELS.md, reference R5) and its inverse.
 
 Per frame: the mean of each eyebrow and of the nose (landmarks 17:22, 22:27, 27:36) are mapped by a
 least-squares similarity transform onto the template points (in template units: the 75 x 100 unit

@@ -70,7 +70,7 @@ def face_size(landmarks: np.ndarray) -> np.ndarray:
 def load_sidecar(path: str | os.PathLike) -> LandmarkTrack:
     """A `.landmarks.npy` sidecar: (T, 68, 2) for one face or (T, F, 68, 2) for several (NaN-padded).
     `landmarks` holds each frame's largest face until `LandmarkTrack.follow` picks one track."""
-    from ..io import local_file
+    from ..storage import local_file
 
     with local_file(path) as p:
         arr = np.load(p, allow_pickle=False).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Paste a generated aligned face back into its frame (STYLESYNC.md section 5).
+"""Paste a generated aligned face back into its frame (docs/MODELS.md, reference R5).
 
 The prediction is warped back with the inverse of the frame's alignment, and blended with a
 feathered mask: the lower-face mask (the region the generator re-creates), eroded and blurred by an

@@ -1,6 +1,6 @@
 """The canonical 68-point (iBUG) face in the aligned template space, and its alignment points.
 
-Template units follow the authors' alignment (STYLESYNC.md section 5): the crop is 75 x 100 units
+Template units follow the authors' alignment (docs/MODELS.md, reference R5): the crop is 75 x 100 units
 (210 x 280 px at the default scale 2.8), the eyebrow centres sit at (17, 20) and (58, 20) and the
 nose centre (mean of points 27-35) at (37.5, 40). The neutral face below is built to those three
 points exactly, so it serves as (a) the lower-face mask's source, (b) the synthetic corpus's face

@@ -17,7 +17,7 @@ from safetensors.torch import load as safetensors_load
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import atomic_dir, exists, file_sha256, is_uri, join, read_bytes
+from ..storage import atomic_dir, exists, file_sha256, is_uri, join, read_bytes
 
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
@@ -31,7 +31,7 @@ class CheckpointError(RuntimeError):
 def save_model(directory: str | Path, state: Mapping[str, torch.Tensor], kind: str, config: dict,
                extra: dict | None = None) -> Path:
     """Write `state` + config atomically into `directory` (replacing it as a whole; local path or
-    URI: see `stylesync.io.atomic_dir`, config.json goes last and holds the weights' sha256)."""
+    URI: see `stylesync.storage.atomic_dir`, config.json goes last and holds the weights' sha256)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_dir(directory) as tmp:
         save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})

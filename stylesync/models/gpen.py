@@ -1,4 +1,4 @@
-"""GPEN blind face restoration (STYLESYNC.md section 7) as a configuration of the same blocks:
+"""GPEN blind face restoration (docs/MODELS.md, reference R7) as a configuration of the same blocks:
 E_face over the 3-channel degraded face, its 4x4 bottleneck -> final_linear -> mapping MLP as the
 style, its feature maps concatenated into the synthesis network as noise. No mask, no audio.
 

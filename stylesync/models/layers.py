@@ -274,7 +274,7 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4, n_feat: int = 1) -> t
 
 
 def stylegan_channels(channel_multiplier: int = 2, narrow: float = 1.0) -> dict[int, int]:
-    """Feature width per resolution (STYLESYNC.md section 1; GPEN's `narrow`)."""
+    """Feature width per resolution (docs/MODELS.md, reference R1; GPEN's `narrow`)."""
     base = {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * channel_multiplier, 128: 128 * channel_multiplier,
             256: 64 * channel_multiplier, 512: 32 * channel_multiplier, 1024: 16 * channel_multiplier}
     return {res: max(1, int(ch * narrow)) for res, ch in base.items()}

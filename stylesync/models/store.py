@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from ..config import DiscriminatorConfig, FaceConfig, GeneratorConfig, SyncNetConfig, from_dict
-from ..io import file_sha256, join
+from ..storage import exists, file_sha256, join
 from .checkpoint import load_into, read_model, save_model
 from .delta import unpack_delta
 from .discriminator import Discriminator
@@ -44,6 +44,12 @@ def load_generator(directory: str | Path, device: torch.device | str = "cpu") ->
 def generator_sha256(backbone: str | Path) -> str:
     """The identity of a backbone: the hash of its generator weights."""
     return file_sha256(join(backbone, "generator", "model.safetensors"))
+
+
+def syncnet_sha256(directory: str | Path) -> Optional[str]:
+    """The identity of an exported expert: the hash of its weights (None when there is none)."""
+    path = join(directory, "model.safetensors")
+    return file_sha256(path) if exists(path) else None
 
 
 # ------------------------------------------------------------------------------ expert SyncNet, D

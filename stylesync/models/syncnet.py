@@ -1,4 +1,4 @@
-"""Expert SyncNet (Wav2Lip's SyncNet_color; STYLESYNC.md section 3), input resolution a parameter.
+"""Expert SyncNet (Wav2Lip's SyncNet_color; docs/MODELS.md, reference R3), input resolution a parameter.
 
 Visual: the lower half of 5 consecutive aligned faces, stacked on channels (B, 15, S/2, S).
 Audio: the mel window of the same 0.2 s (B, 1, 80, 16). Both -> L2-normalised embeddings; the

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from ..config import Params
-from ..io import write_json
+from ..storage import write_json
 from ..layout import Layout
 from ..models.card import model_card
 

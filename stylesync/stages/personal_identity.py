@@ -14,7 +14,7 @@ import torch
 from ..config import Params
 from ..data.sample import npy_load
 from ..eval.protocol import generate, mean_scores, mouth_scores, prepare_clip
-from ..io import local_dir, safe_name
+from ..storage import local_dir, safe_name
 from ..layout import Layout
 from ..models.store import generator_sha256
 from ..runtime import tracking

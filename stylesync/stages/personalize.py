@@ -21,11 +21,12 @@ import pyarrow.parquet as pq
 
 from ..config import Params, anchored, from_dict, to_dict
 from ..data.av_sync import load_sync_plan
-from ..io import atomic_write_bytes, is_uri, makedirs, write_json
+from ..storage import atomic_write_bytes, is_uri, makedirs, write_json
 from ..layout import Layout
 from ..runtime import tracking
 from ..runtime.device import wants_gpu
 from ..runtime.ray_session import ray_session
+from ..train.build import PERCEPTUAL_OFF
 from ..train.catalog import folder_clashes, load_catalog
 from ..train.personalize import CatalogEntry, PersonalizeError
 from .personal_identity import personalize_identity
@@ -117,9 +118,9 @@ def _run_ray(params: Params, entries: list[CatalogEntry], parent_run_id: Optiona
 
 def run_catalog(params: Params, executor: str = "ray") -> dict:
     t0 = time.time()
-    entries = load_catalog(params)
-    if not entries:
-        raise ValueError("the personalization catalog is empty (no test identities in the shards?)")
+    entries, unknown = load_catalog(params)  # raises when none of it is there
+    if not params.paths.vgg19_weights and params.personalize.loss.lambda_vgg:
+        log.warning(PERCEPTUAL_OFF + " (every identity)")
     layout = Layout(params.paths)
     out_root = layout.personal_root  # a local path or a URI
     makedirs(out_root)
@@ -134,6 +135,7 @@ def run_catalog(params: Params, executor: str = "ray") -> dict:
         results += [{"identity": i, "status": "failed", "reason": r} for i, r in clashes.items()]
         order = {e.identity: i for i, e in enumerate(entries)}
         results.sort(key=lambda r: order[r["identity"]])
+        results += [{"identity": i, "status": "failed", "reason": r} for i, r in unknown.items()]
         table = pa.Table.from_pylist([{k: r.get(k) for k in CATALOG_SCHEMA.names} for r in results],
                                      schema=CATALOG_SCHEMA)
         buf = pa.BufferOutputStream()
@@ -178,7 +180,16 @@ def summarize(results: list[dict], wall: float) -> dict:
 
 
 def run(params: Params, args) -> int:
+    """Exit 1 when any requested identity failed or is unknown (each reason printed), unless
+    `personalize.allow_partial`."""
     m = run_catalog(params, executor=getattr(args, "executor", "ray"))
+    for identity, r in m["per_identity"].items():
+        if r["status"] == "failed":
+            log.error("personalize %s: failed: %s", identity, r["reason"])
     log.info("personalize: %d ok, %d skipped (done before), %d failed; G vs P %s", m["ok"], m["skipped"],
              m["failed"], m["ours_g_vs_p"])
+    if m["failed"] and not params.personalize.allow_partial:
+        log.error("personalize: %d of %d identities failed (personalize.allow_partial: true accepts that)",
+                  m["failed"], len(m["per_identity"]))
+        return 1
     return 0

@@ -6,7 +6,7 @@ import logging
 
 from ..config import Params
 from ..data.build_shards import build_shards
-from ..io import write_json
+from ..storage import write_json
 from ..layout import Layout
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 from ..config import Params
 from ..face.landmarks import load_sidecar
 from ..infer import Lipsyncer
-from ..io import atomic_write_bytes, read_parquet, safe_name, write_json
+from ..storage import atomic_write_bytes, read_parquet, safe_name, write_json
 from ..layout import Layout
 from ..runtime import tracking
 from ..runtime.device import resolve_device

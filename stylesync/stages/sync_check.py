@@ -18,7 +18,7 @@ from tqdm import tqdm
 from ..config import Params, anchored, from_dict, to_dict
 from ..data.av_sync import skip_reason
 from ..eval.av_offset import check_shard
-from ..io import write_json, write_parquet
+from ..storage import write_json, write_parquet
 from ..layout import Layout
 from ..runtime import tracking
 from ..runtime.device import wants_gpu

@@ -16,7 +16,7 @@ from ..config import Params, anchored, to_dict
 from ..data.av_sync import load_sync_plan
 from ..eval.demo_check import demo_check, lip_sync_criteria
 from ..face.mask import mask_tensor
-from ..io import atomic_write_bytes, join, local_dir, write_json
+from ..storage import atomic_write_bytes, join, local_dir, write_json
 from ..layout import Layout
 from ..models.store import load_generator, load_syncnet
 from ..runtime import tracking
@@ -66,7 +66,8 @@ class BackboneHooks(TrackingHooks):
 def train_backbone(params: Params) -> dict:
     t0 = time.time()
     layout = Layout(params.paths)
-    extra = train(params, BackboneHooks(params, run_name(params)))
+    name = run_name(params)
+    extra = train(params, BackboneHooks(params, name))
     device = resolve_device(params.device)
     G, face, _ = load_generator(layout.generator, device)
     mask = mask_tensor(G.size, face.mask, device)
@@ -78,7 +79,7 @@ def train_backbone(params: Params) -> dict:
     history = extra.get("history", [])
     final = history[-1] if history else {}
     metrics = {"steps": extra["step"], "wall_s": round(time.time() - t0, 1), "perceptual": extra.get("perceptual"),
-               "mlflow_run_id": extra.get("mlflow_run"), "run_name": run_name(params),
+               "mlflow_run_id": extra.get("mlflow_run"), "run_name": name,
                "nonfinite_skipped": extra.get("nonfinite_skipped", 0),
                "final": {k: v for k, v in final.items() if k != "step"}, "demo_check": check, "demo_check_split": "val",
                "demo_check_failed": sum(not ok for ok in criteria.values()),

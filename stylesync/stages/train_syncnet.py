@@ -6,7 +6,7 @@ import logging
 from dataclasses import asdict
 
 from ..config import Params
-from ..io import local_dir, write_json
+from ..storage import local_dir, write_json
 from ..layout import Layout
 from ..runtime import tracking
 from ..train import syncnet as expert

@@ -21,12 +21,13 @@ import torch
 from ..config import Params, anchored, config_hash, from_dict, learned_settings, to_dict
 from ..data.av_sync import load_sync_plan
 from ..data.loader import make_loader, seed_everything, training_pipeline
+from ..data.shards import content_key
 from ..face.mask import mask_tensor
-from ..io import ray_storage
+from ..storage import exists, optional_sha256, ray_storage
 from ..layout import Layout
 from ..models.discriminator import Discriminator
 from ..models.generator import StyleSyncGenerator
-from ..models.store import load_syncnet, save_discriminator, save_generator
+from ..models.store import load_syncnet, save_discriminator, save_generator, syncnet_sha256
 from ..runtime.device import amp_dtype, wants_gpu
 from ..runtime.faults import maybe_fail
 from .build import build_discriminator, load_vgg
@@ -37,13 +38,21 @@ from .step import StepModules, backbone_param_groups, generate, make_optimizers,
 log = logging.getLogger(__name__)
 
 
+def run_key(params: Params) -> dict:
+    """Everything a backbone run learns from, by content: the learned settings, the training
+    shards' sha256s, the files of the expert, VGG19 and D's initialisation, the sync plan."""
+    layout = Layout(params.paths)
+    return {"train": learned_settings(params.train),  # schedule-only fields (steps, log rhythm, ...) resume the run
+            "model": params.model, "face": params.face, "seed": params.seed,
+            "shards": content_key(params.paths.shards, ["train"]),
+            "files": {"expert": syncnet_sha256(layout.syncnet), "vgg19": optional_sha256(params.paths.vgg19_weights),
+                      "discriminator_init": optional_sha256(params.paths.discriminator_init)},
+            "sync": load_sync_plan(params).key()}  # the clips shifted and skipped
+
+
 def run_name(params: Params) -> str:
-    """Same training params -> same name -> a rerun resumes (also to train longer); else afresh."""
-    train = learned_settings(params.train)  # schedule-only fields (steps, log rhythm, ...) resume the same run
-    key = {"train": train, "model": params.model, "face": params.face, "seed": params.seed,
-           "paths": {k: getattr(params.paths, k) for k in ("shards", "vgg19_weights", "discriminator_init")},
-           "sync": load_sync_plan(params).key()}  # the clips shifted and skipped
-    return f"backbone-{config_hash(key)}"
+    """Same inputs -> same name -> a rerun resumes (also to train longer); else afresh."""
+    return f"backbone-{config_hash(run_key(params))}"
 
 
 def progress_line(step: int, total: int, logs: dict, elapsed: float, done: int) -> str:
@@ -161,6 +170,11 @@ def fit(params: Params, hooks: Optional[LoopHooks] = None):
 
     tc = params.train
     name = run_name(params)
+    if exists(Layout(params.paths).run(name)):
+        log.info("backbone run %s exists: resuming it (the same learned settings, seed, training-shard contents, "
+                 "expert / VGG19 / D-init files and sync plan)", name)
+    else:
+        log.info("backbone run %s: a fresh run (no run of these inputs under %s)", name, params.paths.runs)
     load_sync_plan(params).check_split(Layout(params.paths), "train", "train_backbone")  # else the loader waits forever
     storage, storage_fs = ray_storage(params.paths.runs)  # a local path, or a URI's filesystem
     with ray_session(params.ray):

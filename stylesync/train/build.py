@@ -23,14 +23,18 @@ def build_discriminator(params: Params) -> Discriminator:
     return d
 
 
-def load_vgg(params: Params, layers) -> tuple[Optional[torch.nn.Module], str]:
-    """VGG19 features when `paths.vgg19_weights` is given; otherwise None and a loud note: the
-    perceptual term is then off (never a randomly initialised VGG as a "perceptual" loss)."""
+PERCEPTUAL_OFF = ("PERCEPTUAL LOSS OFF: no VGG19 ImageNet weights (set paths.vgg19_weights to torchvision's "
+                  "vgg19 state dict, e.g. vgg19-dcbb9e9d.pth); training uses L1 + adversarial + sync only")
+
+
+def load_vgg(params: Params, layers, warn: bool = True) -> tuple[Optional[torch.nn.Module], str]:
+    """VGG19 features when `paths.vgg19_weights` is given; otherwise None and a loud note (`warn`;
+    a catalog warns once, not per identity): the perceptual term is then off (never a randomly
+    initialised VGG as a "perceptual" loss)."""
     path = params.paths.vgg19_weights
     if not path:
-        msg = ("PERCEPTUAL LOSS OFF: no VGG19 ImageNet weights (set paths.vgg19_weights to torchvision's "
-               "vgg19 state dict, e.g. vgg19-dcbb9e9d.pth); training uses L1 + adversarial + sync only")
-        log.warning(msg)
+        if warn:
+            log.warning(PERCEPTUAL_OFF)
         return None, "off: no paths.vgg19_weights"
     if not Path(path).exists():
         raise FileNotFoundError(f"paths.vgg19_weights = {path} does not exist")

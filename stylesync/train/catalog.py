@@ -9,7 +9,7 @@ from collections import defaultdict
 import pyarrow.csv as pacsv
 
 from ..config import Params
-from ..io import open_file, read_parquet
+from ..storage import open_file, read_parquet
 from ..layout import Layout
 from .personalize import CatalogEntry
 
@@ -49,12 +49,23 @@ def read_catalog_file(path: str, params: Params) -> list[CatalogEntry]:
     return out
 
 
-def load_catalog(params: Params) -> list[CatalogEntry]:
+def load_catalog(params: Params) -> tuple[list[CatalogEntry], dict[str, str]]:
+    """(the catalog's entries, restricted to `personalize.identities` when given; {requested
+    identity the catalog lacks: why}). An empty catalog is an error that names what was asked."""
     pc = params.personalize
     entries = read_catalog_file(pc.catalog, params) if pc.catalog else default_catalog(params)
+    source = f"the catalog {pc.catalog}" if pc.catalog else "the test identities of the shards"
+    known = [e.identity for e in entries]
+    if not entries:
+        raise ValueError(f"the personalization catalog is empty: no identities in {source}")
+    unknown = {}
     if pc.identities:
+        unknown = {i: f"unknown identity: not in {source} ({', '.join(known[:10])}{', ...' if len(known) > 10 else ''})"
+                   for i in pc.identities if i not in set(known)}
         entries = [e for e in entries if e.identity in set(pc.identities)]
-    return entries
+        if not entries:
+            raise ValueError("; ".join(f"{i}: {why}" for i, why in unknown.items()))
+    return entries, unknown
 
 
 def folder_clashes(params: Params, entries: list[CatalogEntry]) -> dict[str, str]:

@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from ..io import file_sha256
+from ..storage import file_sha256
 from ..models.checkpoint import CheckpointError, check_state_dict, torch_load_weights
 
 log = logging.getLogger(__name__)

@@ -21,13 +21,14 @@ import torch
 from ..config import Params, config_hash, learned_settings
 from ..data.av_sync import load_sync_plan
 from ..data.loader import iter_clips, make_loader, seed_everything, training_pipeline
+from ..data.shards import content_key
 from ..face.mask import mask_tensor
-from ..io import exists, join, read_parquet, size
+from ..storage import exists, join, optional_sha256, read_parquet, size
 from ..layout import Layout
 from ..models.checkpoint import read_model, save_model
 from ..models.delta import pack_delta, packed_bytes
 from ..models.generator import StyleSyncGenerator, effective_scales
-from ..models.store import PERSONAL_KIND, generator_sha256, load_discriminator, load_generator, load_syncnet
+from ..models.store import PERSONAL_KIND, generator_sha256, load_discriminator, load_generator, load_syncnet, syncnet_sha256
 from ..runtime.device import amp_dtype, resolve_device
 from ..runtime.faults import maybe_fail
 from .build import load_vgg
@@ -52,13 +53,17 @@ class CatalogEntry:
 
 
 def fingerprint(params: Params, entry: CatalogEntry, backbone_sha256: str) -> str:
-    """What a personal model is made from: backbone, learned settings, data (with the sync check's
-    shifts and skips of the person's clips), seed."""
+    """What a personal model is made from, by content: backbone, expert and VGG19 files, learned
+    settings (its own and the `train` ones it reads), data (the shards' sha256s, with the sync
+    check's shifts and skips of the person's clips), seed."""
     cfg = learned_settings(params.personalize)
     data = {k: v for k, v in asdict(entry).items() if k != "time_limit_s"}
     sync = load_sync_plan(params)
     data["sync"] = [[c, sync.offsets.get(c, 0), sync.skipped.get(c)] for c in entry.clips]
-    return config_hash({"backbone": backbone_sha256, "cfg": cfg, "entry": data, "seed": params.seed})
+    files = {"expert": syncnet_sha256(Layout(params.paths).syncnet), "vgg19": optional_sha256(params.paths.vgg19_weights)}
+    return config_hash({"backbone": backbone_sha256, "files": files, "cfg": cfg, "entry": data, "seed": params.seed,
+                        "train": {"amp": params.train.amp, "nan_policy": params.train.nan_policy},
+                        "shards": content_key(params.paths.shards, ["train", "test"])})
 
 
 def finished(out: str, fp: str) -> Optional[dict]:
@@ -133,7 +138,7 @@ def train_personal(params: Params, entry: CatalogEntry) -> PersonalRun:
         p.requires_grad_(True)
     D = load_discriminator(layout.discriminator).to(device)
     syncnet = load_syncnet(layout.syncnet, device) if pc.loss.sync else None
-    vgg, vgg_status = load_vgg(params, pc.loss.vgg_layers)
+    vgg, vgg_status = load_vgg(params, pc.loss.vgg_layers, warn=False)  # the stage warns once for the catalog
     opt_g, opt_d = make_optimizers(trainable, D.parameters(), pc.optim, pc.loss.d_reg_every)
     mask = mask_tensor(G.size, face.mask, device)
     m = StepModules(G, D, opt_g, opt_d, mask, syncnet, vgg, amp_dtype=amp_dtype(params.train.amp, device))  # bf16 on CUDA

@@ -21,7 +21,8 @@ import torch
 from ..config import Params, config_hash, learned_settings
 from ..data.av_sync import SyncPlan, load_sync_plan
 from ..data.loader import make_loader, seed_everything, training_pipeline
-from ..io import atomic_dir, dir_complete, exists, glob, join, local_dir, remove
+from ..data.shards import content_key
+from ..storage import atomic_dir, dir_complete, exists, glob, join, local_dir, remove
 from ..layout import Layout
 from ..models.store import load_syncnet, save_syncnet
 from ..models.syncnet import ExpertSyncNet
@@ -107,7 +108,8 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
                                     "`stylesync sync-check` first (with sync_check.apply: true)")
         sync.check_split(layout, "train", "train_syncnet (sync_filter)")
     extra_key = {"sync": sync.key()} if cfg.sync_filter else {}
-    run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, **extra_key})}")
+    shards = content_key(params.paths.shards, ["train", "val"])  # by content: other bytes at the same path, a fresh run
+    run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, 'shards': shards, **extra_key})}")
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history, run_id = 0, [], None
@@ -116,7 +118,8 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
         with local_dir(latest) as d:  # a download when runs are on a URI
             step, extra = load_training_state(d, {"syncnet": net}, {"adam": opt})
         history, run_id = extra.get("history", []), extra.get("mlflow_run")
-        log.info("resuming the expert SyncNet from %s (step %d)", latest, step)
+        log.info("resuming the expert SyncNet from %s (step %d): a run of the same settings, seed and shard "
+                 "contents", latest, step)
     train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
                                           skip_batches=step, select=sync.select, av_offsets=sync.offsets),
                         cfg.loader.workers)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import glob as _glob
 import hashlib
-import io as _io
+import io
 import json
 import os
 import posixpath
@@ -191,6 +191,13 @@ def glob(root: str | os.PathLike, pattern: str) -> list[str]:
                   if f.startswith(prefix))
 
 
+def umask() -> int:
+    """The process's umask (read without changing it for longer than the call)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old file or the whole new one, never a part
     (local: fsynced temp file + rename; object store: one PUT; other filesystems: temp + move)."""
@@ -207,6 +214,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         return
     fd, tmp = tempfile.mkstemp(prefix=f".{posixpath.basename(p)}.", suffix=".tmp", dir=posixpath.dirname(p))
     try:
+        os.fchmod(fd, 0o666 & ~umask())  # mkstemp makes 0600: the file gets the mode any open() would give it
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -232,7 +240,7 @@ def write_parquet(table, path: str | os.PathLike) -> None:
     """A pyarrow table as parquet, atomically."""
     import pyarrow.parquet as pq
 
-    buf = _io.BytesIO()
+    buf = io.BytesIO()
     pq.write_table(table, buf)
     atomic_write_bytes(path, buf.getvalue())
 
@@ -275,6 +283,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(p)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700: the directory gets the mode mkdir would give it
     try:
         yield tmp
         if target.exists():
@@ -334,6 +343,11 @@ def local_file(path: str | os.PathLike) -> Iterator[str]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def optional_sha256(path: Optional[str | Path]) -> Optional[str]:
+    """sha256 of an optional input file (None when it is not given or absent: the run says so)."""
+    return file_sha256(path) if path and exists(path) else None
 
 
 def file_sha256(path: str | Path) -> str:
