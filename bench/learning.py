@@ -65,7 +65,11 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="backbone steps (default: params.yaml)")
     ap.add_argument("--syncnet-steps", type=int, help="expert steps (default: params.yaml)")
     ap.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="extra overrides for every run")
+    ap.add_argument("--table", type=Path, metavar="JSONL", help="print the markdown table of a results file and exit")
     args = ap.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in args.table.read_text().splitlines() if line.strip()]))
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     extra = list(args.set)
@@ -119,6 +123,24 @@ def report(out: Path, metrics: Path, name: str, seed: int, variant: str, perturb
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row), flush=True)
     return bool(row["failed"])
+
+
+def table(rows: list[dict]) -> str:
+    """The BENCHMARKS.md table: one row per run, the criteria it fails (none: all pass)."""
+    def f(v, d=2):
+        return "n/a" if v is None else f"{v:.{d}f}"
+    head = ("| run | mouth PSNR (copy-ref) | open frames (copy-ref) | swapped audio | sync (shuffled, real) | "
+            "opening corr (swapped) | gain | expert val acc | offsets recovered | fails |")
+    lines = [head, "|---" * 10 + "|"]
+    for r in rows:
+        lines.append(
+            f"| {r['run']} | {f(r['mouth_psnr'])} ({f(r['mouth_psnr_copy_reference'])}) | "
+            f"{f(r['mouth_psnr_open'])} ({f(r['mouth_psnr_open_copy_reference'])}) | {f(r['mouth_psnr_swapped_audio'])} | "
+            f"{f(r['sync_score'], 3)} ({f(r['sync_score_shuffled_audio'], 3)}, {f(r['sync_score_ground_truth'], 3)}) | "
+            f"{f(r['mouth_opening_corr'])} ({f(r['mouth_opening_corr_swapped_audio'])}) | {f(r['mouth_opening_gain'])} | "
+            f"{f(r['expert_val_acc'], 3)} | {f(r['injected_recovered_within_1'])} of {r['injected_offsets']} | "
+            f"{', '.join(r['failed']) or 'none'} |")
+    return "\n".join(lines)
 
 
 def machine() -> str:

@@ -97,7 +97,7 @@ def test_schedule_only_metadata_matches_the_hand_lists():
                                           "nan_policy"}
     assert schedule_only(SyncNetTrainConfig) == {"steps", "eval_every", "eval_batches", "checkpoint_every", "keep",
                                                  "clear_diff"}
-    assert schedule_only(PersonalizeConfig) == {"catalog", "identities", "num_cpus", "num_gpus", "max_retries",
+    assert schedule_only(PersonalizeConfig) == {"catalog", "identities", "allow_partial", "num_cpus", "num_gpus", "max_retries",
                                                 "time_limit_s", "log_every"}
     learned = learned_settings(load_params(None, ["train.steps=5"]).train)
     assert "steps" not in learned and learned["amp"] == "auto" and learned == learned_settings(Params().train)

@@ -23,6 +23,7 @@ from stylesync.train.step import StepModules, make_optimizers, train_step
 
 from helpers import (
     shard_urls, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config, with_expert,
+    write_small_manifest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,15 +179,14 @@ def test_paper_profile_runs_one_step_at_256(corpus):
 def test_run_keys_follow_the_shards_content_not_their_path(corpus, tmp_path):
     """Other bytes at the same shard path: a fresh expert run (not the old one's weights); the same
     bytes: the run resumes. The scenario of a changed preprocess param, end to end."""
-    import shutil
-
     from stylesync.data.shards import content_key
     from stylesync.stages.train_syncnet import train_syncnet
     from stylesync.train.backbone import run_name
 
-    work = tmp_path / "work"
-    shutil.copytree(corpus, work)
+    work = tmp_path / "work"  # its own shards: this test rewrites them
     p = tiny_params(work, tmp_path / "out")
+    write_small_manifest(work, p)
+    build_shards(p, executor="local")
     with_expert(p)
     key, name = content_key(p.paths.shards, ["train"]), run_name(p)
     train_syncnet(p)

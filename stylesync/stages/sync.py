@@ -87,6 +87,7 @@ def personal_dir(params: Params, identity: str) -> str:
 
 
 def run(params: Params, args) -> int:
+    device = resolve_device(params.device)  # the device policy first: a CUDA that is not there is an early error too
     jobs = pairs(Path(args.video), Path(args.audio), Path(args.output))
     batch = Path(args.video).is_dir()
     if not batch:
@@ -100,7 +101,7 @@ def run(params: Params, args) -> int:
     if args.face is not None:
         lm = dataclasses.replace(lm, face=args.face)
     syncer = Lipsyncer.from_dirs(gen_dir, personal, cfg=params.infer, landmarks=lm, scenes=params.preprocess.scenes,
-                                 device=resolve_device(params.device))
+                                 device=device)
     if not batch:
         syncer.run(*jobs[0], landmarks=args.landmarks, start=args.start, end=args.end)
         return 0
