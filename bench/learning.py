@@ -58,6 +58,7 @@ def main() -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=KEY=VALUE",
                     help="a perturbed copy of the shards, e.g. jpeg94=preprocess.jpeg_quality=94 (run at the first seed)")
     ap.add_argument("--variant-seed", type=int, help="the seed of the variant runs (default: the first of --seeds)")
+    ap.add_argument("--variants-only", action="store_true", help="train only the variant runs (the seeds' base runs exist)")
     ap.add_argument("--add-run", action="append", default=[], type=Path, metavar="DIR",
                     help="also report a finished run from its metrics/ folder (e.g. the checkout's own `dvc repro`), seed 0")
     ap.add_argument("--work", type=Path, default=Path("/tmp/stylesync-learning"), help="scratch directory")
@@ -79,7 +80,8 @@ def main() -> int:
         extra += [f"syncnet_train.steps={args.syncnet_steps}"]
     variants = {"base": []} | {v.split("=", 1)[0]: [v.split("=", 1)[1]] for v in args.variant}
     vseed = args.seeds[0] if args.variant_seed is None else args.variant_seed
-    runs = [(seed, "base") for seed in args.seeds] + [(vseed, v) for v in variants if v != "base"]
+    runs = [] if args.variants_only else [(seed, "base") for seed in args.seeds]
+    runs += [(vseed, v) for v in variants if v != "base"]
     failed = sum(report(args.out, d.resolve(), "base-dvc-repro", 0, "base", []) for d in args.add_run)
     for variant, perturb in variants.items():  # the data first: synth, manifest, shards of each variant
         log = args.work / f"data-{variant}.log"
