@@ -191,3 +191,13 @@ def load_personal_of(p: Params, directory: str | Path):
     from stylesync.models.store import load_personal
 
     return load_personal(Layout(p.paths).backbone, directory)
+
+
+def tone_wav(path: Path, seconds: float, hz: float = 180.0) -> Path:
+    """A 16 kHz mono sine of `seconds` at `hz` (amplitude 0.3), written to `path`."""
+    import numpy as np
+    import soundfile
+
+    t = np.arange(int(seconds * 16000)) / 16000
+    soundfile.write(path, (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 16000)
+    return path

@@ -14,7 +14,7 @@ from stylesync.face.template import canonical_landmarks
 from stylesync.infer import Lipsyncer, ping_pong, smooth_audio_features
 from stylesync.video import probe, read_audio, read_video, write_video
 
-from helpers import SPEECH
+from helpers import SPEECH, tone_wav
 
 
 # The astronaut's face in skimage.data.astronaut() (512 x 512), placed by hand: eye centres, mouth
@@ -112,11 +112,7 @@ def test_frames_without_a_face_are_copied(tmp_path, small_trained_model):
     frames, lms = astronaut_video(video, n=20)
     lms[5:9] = np.nan  # no face on 4 frames (longer than the smoothing's gap filling)
     np.save(video.with_name("a.landmarks.npy"), lms)
-    t = np.arange(int(0.8 * 16000)) / 16000
-    audio = tmp_path / "a.wav"
-    import soundfile
-
-    soundfile.write(audio, (0.3 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000)
+    audio = tone_wav(tmp_path / "a.wav", 0.8, 200.0)
     syncer = Lipsyncer.from_dirs(small_trained_model)
     rep = syncer.run(video, audio, tmp_path / "o.mp4", landmarks=str(video.with_name("a.landmarks.npy")),
                      progress=False)
@@ -133,10 +129,7 @@ def test_start_end_and_batch_folder(tmp_path, small_trained_model):
     folder.mkdir()
     astronaut_video(folder / "one.mp4", n=30)
     astronaut_video(folder / "two.mp4", n=30)
-    t = np.arange(16000 * 2) / 16000
-    import soundfile
-
-    soundfile.write(tmp_path / "voice.wav", (0.3 * np.sin(2 * np.pi * 150 * t)).astype(np.float32), 16000)
+    tone_wav(tmp_path / "voice.wav", 2.0, 150.0)
     pairs = _pairs(folder, tmp_path / "voice.wav", tmp_path / "out")
     assert [p[2].name for p in pairs] == ["one.mp4", "two.mp4"]
     syncer = Lipsyncer.from_dirs(small_trained_model)

@@ -12,13 +12,12 @@ import soundfile
 from stylesync.cli import main
 from stylesync.video import write_video
 
+from helpers import tone_wav
 from test_infer import astronaut_video
 
 
 def _wav(path: Path, seconds: float = 1.2) -> Path:
-    t = np.arange(int(seconds * 16000)) / 16000
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32), 16000)
-    return path
+    return tone_wav(path, seconds)
 
 
 def sync(model: Path, *args: str) -> int:
