@@ -64,7 +64,7 @@ NanPolicy = _choice("NanPolicy", "stop", "skip")
 SyncNetKeep = _choice("SyncNetKeep", "best", "last")
 DeltaDtype = _choice("DeltaDtype", "float32", "float16")
 InferReference = _choice("InferReference", "same", "first")
-Paste = _choice("Paste", "lower_face", "crop")
+Paste = _choice("Paste", "face", "lower_face", "crop")  # paste-back regions (stylesync/face/paste.py)
 SyncScorerName = _choice("SyncScorerName", "auto", "official", "expert")
 ShotDetector = _choice("ShotDetector", "content", "adaptive", "none")  # PySceneDetect's detectors
 
@@ -468,9 +468,17 @@ class InferConfig:
     reference: InferReference = InferReference.same
     audio_ema: float = 0.3  # f_a <- ema * previous + (1 - ema) * current (authors: 0.3); 0 = off
     audio_gain: float = 1.25  # f_a multiplied after smoothing (authors' a_alpha: 1.25); 1 = off
-    paste: Paste = Paste.lower_face  # blend region: "lower_face" (the generated region) or "crop" (the whole crop)
+    # blend region: "face" (the lower-face band cut to the frame's own jaw and cheek contour: no neck,
+    # no background), "lower_face" (the band: the generated region) or "crop" (the whole crop)
+    paste: Paste = Paste.face
+    paste_feather: float = 0.03  # "face": Gaussian feather sigma inside the contour, x the face size (sqrt of its area)
+    paste_margin: float = 0.0  # "face": the jaw line moved outwards by this x the face size (< 0: inwards)
+    paste_colour: bool = False  # match the prediction's colour (mean, std) to the frame's where the two blend
     crf: int = 18  # H.264 quality of the output
-    max_frames_in_memory: int = 20000  # refuse longer inputs (use --start/--end)
+    # frames decoded at once (memory: this many decoded frames + a batch, whatever the video's length)
+    chunk_frames: int = 32
+    # a file only PyAV reads (not decord) is decoded whole: refuse it beyond this many GiB of frames
+    max_decoded_gb: float = 8.0
     # fail (exit 1) when the followed face is missing in more than this fraction of the frames
     # (those frames would be copied through unchanged: not the lip sync that was asked for)
     max_frames_without_face: float = 0.5

@@ -11,8 +11,12 @@ import numpy as np
 from .config import ScenesConfig
 
 
+CHUNK = 64  # frames converted for the detector at once
+
+
 def detect_cuts(frames: np.ndarray, cfg: ScenesConfig, fps: float = 25.0) -> list[int]:
-    """(T, H, W, 3) RGB uint8 -> sorted frame indices where a new shot starts (0 never listed)."""
+    """(T, H, W, 3) RGB uint8 (an array or video.LazyFrames) -> sorted frame indices where a new shot
+    starts (0 never listed)."""
     detector = str(getattr(cfg.detector, "value", cfg.detector))
     if detector == "none" or len(frames) < 2:
         return []
@@ -23,8 +27,9 @@ def detect_cuts(frames: np.ndarray, cfg: ScenesConfig, fps: float = 25.0) -> lis
     else:
         det = AdaptiveDetector(adaptive_threshold=cfg.threshold, min_scene_len=cfg.min_shot_frames)
     cuts = []
-    for t, frame in enumerate(detector_frames(frames, cfg.downscale)):
-        cuts += det.process_frame(FrameTimecode(t, fps=fps), frame)
+    for a in range(0, len(frames), CHUNK):  # bounded memory: frames may be decoded on demand
+        for t, frame in enumerate(detector_frames(frames[a : a + CHUNK], cfg.downscale), start=a):
+            cuts += det.process_frame(FrameTimecode(t, fps=fps), frame)
     cuts += det.post_process(FrameTimecode(len(frames) - 1, fps=fps))
     return sorted({int(c.frame_num) for c in cuts} - {0})
 

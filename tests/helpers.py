@@ -83,17 +83,32 @@ def vox_path(root: Path, split: str, identity: str, video: str, n: int) -> Path:
 
 
 def params_for(tmp: Path, **pre) -> Params:
-    """Default params with the manifest, shards, the sync table and metrics under `tmp`, 3 clips a
-    shard, 128 px crops (nothing a test writes or reads lands in the checkout's data/)."""
+    """Default params with the manifest, shards, the sync table, metrics and the MLflow store under
+    `tmp`, 3 clips a shard, 128 px crops (nothing a test writes or reads lands in the checkout's data/
+    or mlflow.db)."""
     p = Params()
     p.paths.data = str(tmp / "data")
     p.paths.manifest = str(tmp / "manifest.parquet")
     p.paths.shards = str(tmp / "shards")
     p.paths.metrics = str(tmp / "metrics")
+    p.tracking.tracking_uri = f"sqlite:///{tmp / 'mlflow.db'}"
     p.preprocess = PreprocessConfig(shard_size=3, **pre)
     p.face = FaceConfig(crop_size=128)
     p.ray.num_cpus = 2
     return p
+
+
+def stage_runs(tracking_uri: str, family: str) -> list:
+    """The MLflow runs of experiment `stylesync-<family>` in the store at `tracking_uri`, newest first,
+    each with `.artifacts`: the paths of its top-level artifacts."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    exp = client.get_experiment_by_name(f"stylesync-{family}")
+    runs = [] if exp is None else client.search_runs([exp.experiment_id])
+    for r in runs:
+        r.artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    return runs
 
 
 def small_corpus(root: Path, n: int = 7) -> None:
@@ -126,9 +141,10 @@ def shard_bytes(root: Path) -> dict[str, bytes]:
 
 def tiny_params(corpus: Path, out: Path) -> Params:
     """`params_for(corpus)` (its manifest and shards) with tiny models and short training runs whose
-    models, metrics, plots, runs and MLflow store live under `out`."""
+    models, metrics, plots, reports, runs and MLflow store live under `out`."""
     p = params_for(corpus)
-    p.paths.models, p.paths.metrics, p.paths.plots, p.paths.runs = (str(out / d) for d in ("models", "metrics", "plots", "runs"))
+    p.paths.models, p.paths.metrics, p.paths.plots, p.paths.reports, p.paths.runs = (
+        str(out / d) for d in ("models", "metrics", "plots", "reports", "runs"))
     p.tracking.tracking_uri = f"sqlite:///{out / 'mlflow.db'}"
     p.model.generator = tiny_generator_config()
     p.model.discriminator.size, p.model.discriminator.channel_multiplier, p.model.discriminator.narrow = 32, 1, 1 / 16

@@ -9,12 +9,18 @@ from stylesync.cli import main
 
 
 def test_model_card_writes_metrics(tmp_path):
-    out = tmp_path / "model.json"
-    assert main(["model-card", "-o", str(out), "-S", "model.generator.size=32", "-S", "model.discriminator.size=32"]) == 0
+    from helpers import stage_runs
+
+    out, uri = tmp_path / "model.json", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["model-card", "-o", str(out), "-S", "model.generator.size=32", "-S", "model.discriminator.size=32",
+                 "-S", f"tracking.tracking_uri={uri}"]) == 0
     card = json.loads(out.read_text())
     g = card["generator"]
     assert g["size"] == 32 and g["n_latent"] == 8 and g["params"] > 0 and g["flops_per_image"] > 0
     assert card["discriminator"]["params"] > 0 and card["syncnet"]["flops_per_window"] > 0
+    (r,) = stage_runs(uri, "model_card")
+    assert r.data.metrics["generator.params"] == g["params"] and r.data.params["model.generator.size"] == "32"
+    assert r.artifacts == {"model.json"}
 
 
 def test_bad_override_is_a_clear_error(capsys):
@@ -61,7 +67,7 @@ def test_dvc_pipeline_is_valid():
     load_params(root / "params.yaml")  # valid
     resolved = yaml.safe_load((root / "params.yaml").read_text())  # DVC reads its params from the file itself
     for name, stage in stages.items():
-        entry = root / stage["cmd"].split()[1]
+        entry = root / stage["cmd"].split()[-1]
         runpy.run_path(str(entry), run_name="__mp_main__")  # a spawned worker re-imports it: must not run the stage
         for key in stage.get("params", []):
             node = resolved
@@ -92,3 +98,24 @@ def test_the_readme_dvc_exp_run_recipe_works(tmp_path):
 def test_piping_params_into_head_is_quiet():
     r = subprocess.run(f"{sys.executable} -m stylesync params | head -n 2", shell=True, capture_output=True, text=True)
     assert r.returncode == 0 and len(r.stdout.splitlines()) == 2 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_stages_find_the_project_python_without_the_venv_on_path(tmp_path):
+    """`.venv/bin/dvc repro` with a PATH that has no environment: every stage runs through
+    pipelines/py, which falls back to the project's .venv; with no Python at all it says what to do."""
+    import shutil
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[1]
+    stages = yaml.safe_load((root / "dvc.yaml").read_text())["stages"]
+    assert all(s["cmd"].startswith("sh pipelines/py pipelines/") for s in stages.values())
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no venv on PATH
+    r = subprocess.run(["sh", "pipelines/py", "-c", "import stylesync, sys; print(sys.executable)"], cwd=root, env=env,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    (tmp_path / "pipelines").mkdir()
+    shutil.copy(root / "pipelines" / "py", tmp_path / "pipelines" / "py")
+    r = subprocess.run(["/bin/sh", "pipelines/py", "pipelines/synth.py"], cwd=tmp_path, env={"PATH": "/nonexistent"},
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "make install" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -74,7 +74,7 @@ def test_sync_a_real_video_with_dlib_landmarks(tmp_path, small_trained_model):
     soundfile.write(audio, speech, 16000)
     syncer = Lipsyncer.from_dirs(small_trained_model, cfg=InferConfig(batch_size=8), landmarks=dlib_cfg())
     out = tmp_path / "out.mp4"
-    rep = syncer.run(carphone(), audio, out, progress=False)
+    rep = syncer.run(carphone(), audio, out, progress=False, keep_frames=True)
     info, n_expected = probe(out), int(np.ceil(len(speech) / 640))
     assert rep.frames == n_expected == 75 and info.fps == 25.0 and abs(info.n_frames - n_expected) <= 1
     assert info.has_audio and rep.frames_without_face <= 0.1 * rep.frames

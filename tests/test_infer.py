@@ -79,7 +79,7 @@ def test_astronaut_end_to_end_with_real_speech(tmp_path, small_trained_model):
     soundfile.write(audio, speech, 16000)
     syncer = Lipsyncer.from_dirs(small_trained_model, cfg=InferConfig(batch_size=8))
     out = tmp_path / "out.mp4"
-    rep = syncer.run(video, audio, out, landmarks=str(video.with_name("astronaut.landmarks.npy")), progress=False)
+    rep = syncer.run(video, audio, out, landmarks=str(video.with_name("astronaut.landmarks.npy")), progress=False, keep_frames=True)
     info = probe(out)
     n_expected = int(np.ceil(len(speech) / 640))
     assert rep.frames == n_expected == 63 and rep.frames_without_face == 0
@@ -115,7 +115,7 @@ def test_frames_without_a_face_are_copied(tmp_path, small_trained_model):
     audio = tone_wav(tmp_path / "a.wav", 0.8, 200.0)
     syncer = Lipsyncer.from_dirs(small_trained_model)
     rep = syncer.run(video, audio, tmp_path / "o.mp4", landmarks=str(video.with_name("a.landmarks.npy")),
-                     progress=False)
+                     progress=False, keep_frames=True)
     src, _ = read_video(video)
     assert rep.frames_without_face == 4
     for k in range(5, 9):

@@ -12,13 +12,15 @@ import fsspec
 import numpy as np
 import pytest
 
-from stylesync.config import ManifestConfig, Params, PathsConfig, SourceConfig
+from stylesync.config import ManifestConfig, Params, PathsConfig, SourceConfig, TrackingConfig
 from stylesync.data.manifest import (
     SCHEMA, UNKNOWN_IDENTITY, ManifestError, build_manifest, keep_fraction, list_clips, parse_lrw_txt,
     read_manifest, selection_key, write_manifest,
 )
 from stylesync.stages.manifest import run
 from stylesync.video import write_video
+
+from helpers import stage_runs
 
 SR = 16000
 LRW_TXT = "Text: ABOUT\nConf: 7\n\nDuration: 0.42 seconds\n"
@@ -233,11 +235,14 @@ def test_errors(tmp_path, trees):
 
 def test_run_writes_manifest(trees, tmp_path):
     out = tmp_path / "data" / "manifest.parquet"
-    params = Params(paths=PathsConfig(manifest=str(out)), manifest=_cfg(("synthetic", trees["synthetic"])))
+    params = Params(paths=PathsConfig(manifest=str(out)), manifest=_cfg(("synthetic", trees["synthetic"])),
+                    tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}"))
     assert run(params, argparse.Namespace()) == 0
     assert read_manifest(out).num_rows == 2
     params.manifest = _cfg(("synthetic", tmp_path / "missing"))
     assert run(params, argparse.Namespace()) == 2
+    (r,) = stage_runs(params.tracking.tracking_uri, "manifest")  # the failed run logs nothing
+    assert r.data.metrics["clips"] == 2 and r.data.params["manifest.sources"] and r.artifacts == {"manifest.json"}
 
 
 def test_linked_directories_are_followed(tmp_path):

@@ -25,7 +25,7 @@ from stylesync.face.template import ALIGN_TEMPLATE, alignment_points
 from stylesync.stages import preprocess as preprocess_stage
 
 from drawn_clips import make_clip
-from helpers import NO_VAL, params_for, shard_bytes, vox_path, write_small_manifest
+from helpers import NO_VAL, params_for, shard_bytes, stage_runs, vox_path, write_small_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -149,6 +149,10 @@ def test_fault_corpus_local(tmp_path):
     assert abs(by_clip["synthetic/dev/id_good/vid/00002"]["n_frames"] - 50) <= 1  # 48 at 23.976
     assert by_clip["synthetic/dev/id_good/vid/00005"]["n_frames"] == 37  # audio covers 1.5 s
     assert summary["failed_by_reason"]["no_audio"] == 1 and summary["clips_ok"] == len(index)
+    (r,) = stage_runs(params.tracking.tracking_uri, "preprocess")
+    assert r.data.metrics["clips_ok"] == summary["clips_ok"] and r.data.metrics["failed_by_reason.no_audio"] == 1
+    assert r.data.params["preprocess.shard_size"] == "3" and r.data.params["face.crop_size"] == "128"
+    assert r.artifacts == {"preprocess.json"}
 
 
 def test_ray_executor_is_deterministic_and_matches_local(tmp_path):
@@ -185,7 +189,7 @@ def test_kill_9_and_rerun_gives_the_same_shards(tmp_path, kill_after):
     args = [sys.executable, "-m", "stylesync", "preprocess", "--executor", "local", "--params", os.devnull,
             "-S", f"paths.manifest={ref.paths.manifest}", "-S", f"paths.shards={out}",
             "-S", f"paths.metrics={tmp_path / 'run' / 'metrics'}", "-S", "preprocess.shard_size=3",
-            "-S", "face.crop_size=128"]
+            "-S", "face.crop_size=128", "-S", "tracking.enabled=false"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(kill_after)

@@ -117,7 +117,7 @@ def test_inference_follows_the_chosen_face_and_redetects_after_a_cut(tmp_path, s
     with_speech(video, frames)
     syncer = Lipsyncer.from_dirs(small_trained_model, cfg=InferConfig(batch_size=8),
                                  landmarks=LandmarksConfig(backend="dlib", face=1))  # the smaller, left person
-    rep = syncer.run(video, video, out, progress=False)
+    rep = syncer.run(video, video, out, progress=False, keep_frames=True)
     src, _ = read_video(video)
     assert rep.frames == 100 and rep.shots == 1 and rep.frames_without_face <= 10
     assert np.array_equal(syncer.last_frames[:, :, split:], src[:, :, split:])  # the other person is untouched

@@ -24,7 +24,7 @@ from stylesync.storage import write_parquet
 from stylesync.layout import Layout
 from stylesync.stages import sync_check
 
-from helpers import NO_VAL, params_for, shard_urls, tiny_params, with_expert, write_manifest_of
+from helpers import NO_VAL, params_for, shard_urls, stage_runs, tiny_params, with_expert, write_manifest_of
 
 
 class CodeNet(torch.nn.Module):
@@ -122,6 +122,9 @@ def test_the_stage_writes_the_table_and_the_injected_metrics(corpus):
     assert inj["clips"] == 4 and inj["clean_clips"] == 2  # every dev clip shifted, the test split clean
     assert 0 <= inj["recovered_within_1"] <= 1 and 0 <= inj["clean_within_1"] <= 1
     assert m["clips_shifted"] + m["clips_in_sync"] + m["clips_dropped"] == 6
+    (r,) = stage_runs(p.tracking.tracking_uri, "sync_check")
+    assert r.data.metrics["clips"] == 6 and r.data.metrics["injected.clips"] == 4 and r.artifacts == {"sync.json"}
+    assert r.data.params["sync_check.max_offset"] == "6"
 
 
 def test_the_loader_shifts_the_audio_and_skips_clips(corpus):

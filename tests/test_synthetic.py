@@ -11,12 +11,14 @@ import numpy as np
 from stylesync.face.template import JAW_DROP
 import pytest
 
-from stylesync.config import ManifestConfig, SynthConfig
+from stylesync.config import ManifestConfig, SynthConfig, TrackingConfig
 from stylesync.data import synthetic
 from stylesync.data.synth_audio import frame_means
 from stylesync.data.synth_face import FaceRenderer, frame_landmarks, head_transform, sample_motion
 from stylesync.stages import synth as synth_stage
 from stylesync.video import probe, read_audio, read_video
+
+from helpers import stage_runs
 
 SECONDS, RES, FPS = 2.0, 96, 25.0
 N_FRAMES = int(SECONDS * FPS)
@@ -171,5 +173,8 @@ def test_resume_skips_complete_and_regenerates_missing(corpus, tmp_path):
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.parent == a.parent)
     assert b.stat().st_mtime_ns != before[b]
     np.testing.assert_array_equal(np.load(b.with_suffix(".landmarks.npy")), lm_b)
-    assert synth_stage.run(SimpleNamespace(synth=cfg, manifest=ManifestConfig()), None) == 0  # everything complete: all skipped
+    tracked = TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert synth_stage.run(SimpleNamespace(synth=cfg, manifest=ManifestConfig(), tracking=tracked), None) == 0  # all skipped
+    (r,) = stage_runs(tracked.tracking_uri, "synth")
+    assert r.data.metrics["skipped"] == 2 and r.data.params["synth.seconds"] == str(SECONDS) and r.artifacts == {"synth.json"}
     assert all(p.stat().st_mtime_ns == t for p, t in before.items() if p.exists() and p.parent == a.parent)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +25,8 @@ from stylesync.models.syncnet import ExpertSyncNet
 from stylesync.train.step import StepModules, make_optimizers, train_step
 
 from helpers import (
-    shard_urls, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config, with_expert,
-    write_small_manifest,
+    shard_urls, stage_runs, tiny_discriminator_config, tiny_generator_config, tiny_params, tiny_syncnet_config,
+    with_expert, write_small_manifest,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,6 +73,9 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     assert m["steps"] == 4 and 0 <= m["val_acc"] <= 1 and np.isfinite(m["val_loss"])
     assert (tmp_path / "models" / "syncnet" / "model.safetensors").exists()
     assert json.loads((tmp_path / "metrics" / "syncnet.json").read_text())["chance_acc"] == 0.5
+    assert (tmp_path / "reports" / "syncnet.png").read_bytes().startswith(b"\x89PNG")  # the curve, drawn offline
+    (r,) = stage_runs(p.tracking.tracking_uri, "syncnet")
+    assert {"model", "reports"} <= r.artifacts
     first = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
     # asking for more steps resumes from the last checkpoint; the result equals an uninterrupted run
     p.syncnet_train.steps = 6
@@ -107,6 +113,7 @@ def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
     assert (tmp_path / "models" / "backbone" / "generator" / "model.safetensors").exists()
     assert (tmp_path / "models" / "backbone" / "discriminator" / "model.safetensors").exists()
     assert (tmp_path / "plots" / "train.csv").read_text().startswith("step,")
+    assert all((tmp_path / "reports" / f).stat().st_size for f in ("train.png", "demo_check.png"))
     client = MlflowClient(tracking_uri=p.tracking.tracking_uri)
     run = client.get_run(m["mlflow_run_id"])
     assert run.data.params["train.num_workers"] == "2" and run.data.params["world_size"] == "2"
@@ -114,7 +121,7 @@ def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
     assert len(client.get_metric_history(run.info.run_id, "l1")) == 4
     assert "demo_check/mouth_psnr" in run.data.metrics
     arts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"model", "validation"} <= arts
+    assert {"model", "validation", "reports"} <= arts
     assert any("samples" in a.path for a in client.list_artifacts(run.info.run_id, "images")) or \
         any(a.path.startswith("images") for a in client.list_artifacts(run.info.run_id))
     mv = client.get_model_version_by_alias("stylesync-backbone", "current")
@@ -138,6 +145,36 @@ def test_backbone_resume_after_worker_failure_equals_uninterrupted(corpus, tmp_p
         b = load_file(str(tmp_path / "failed" / "models" / "backbone" / part / "model.safetensors"))
         for k in a:
             assert torch.equal(a[k], b[k]), (part, k)
+
+
+# A driver of its own (a fresh Ray with log_to_driver) whose console the test reads, as `dvc repro` shows it
+_BACKBONE_FIT = """
+import sys
+sys.path.insert(0, sys.argv[3])
+from pathlib import Path
+from helpers import tiny_params, with_expert
+from stylesync.stages.train_backbone import BackboneHooks
+from stylesync.train.backbone import fit, run_name
+p = tiny_params(Path(sys.argv[1]), Path(sys.argv[2]))
+p.tracking.enabled = False
+with_expert(p)
+fit(p, BackboneHooks(p, run_name(p)))
+"""
+
+
+@pytest.mark.slow
+def test_backbone_worker_prints_reach_the_console_once(corpus, tmp_path):
+    """Each line rank 0 prints in its Ray Train worker (progress, demo check at checkpoints) shows
+    once on the driver's console: Ray Train's print patch logs a print through the root logger and
+    tees it to stdout as well, and both were forwarded (issue 26 §4). Slow: ~40-60 s (a Ray start)."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_TRAIN_ENABLE_PRINT_PATCH"}  # Ray's default
+    r = subprocess.run([sys.executable, "-c", _BACKBONE_FIT, str(corpus), str(tmp_path), str(REPO / "tests")],
+                       check=False, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-4000:]
+    lines = r.stdout.splitlines()
+    for shown in [f"backbone step {s}/4 | " for s in (1, 2, 3, 4)] + [f"demo check at step {s}: " for s in (2, 4)]:
+        assert sum(shown in line for line in lines) == 1, (shown, r.stdout[-4000:])
 
 
 def test_paper_profile_resolves_and_builds():

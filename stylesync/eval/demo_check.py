@@ -26,15 +26,11 @@ import torch
 from ..data.loader import iter_clips
 from ..data.sample import npy_load
 from ..face.mouth import lip_gap
-from .metrics import mouth_crop, mouth_opening, opening_agreement, psnr
+from .metrics import mouth_opening, mouth_psnr, opening_agreement
 from .protocol import generate, mean_scores, prepare_clip
 from .reconstruct import composite, copy_reference, frame_mels, self_reconstruct, sync_scores
 
 OPEN_GAP = 1.0  # template units (the crop is 75 x 100; a real speaker's lips gap ~16 at p90)
-
-
-def _mouth_psnr(pred: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor) -> float:
-    return psnr(mouth_crop(pred[keep]), mouth_crop(gt[keep])).mean().item() if keep.any() else float("nan")
 
 
 def _swapped_mels(clips: list[dict], i: int) -> torch.Tensor:
@@ -63,9 +59,9 @@ def demo_check(G, syncnet, urls: list[str], mask: torch.Tensor, n_clips: int, se
         is_open = keep & torch.from_numpy(np.abs(gap - gap[ref]) > OPEN_GAP)
         o_gt, o_gen, o_swapped = (mouth_opening(x[keep]) for x in (gt, gen, swapped))
         corr, gain = opening_agreement(o_gen, o_gt)
-        row = {"mouth_psnr": _mouth_psnr(gen, gt, keep), "mouth_psnr_copy_reference": _mouth_psnr(base, gt, keep),
-               "mouth_psnr_open": _mouth_psnr(gen, gt, is_open), "mouth_psnr_open_copy_reference": _mouth_psnr(base, gt, is_open),
-               "mouth_psnr_swapped_audio": _mouth_psnr(swapped, gt, keep),
+        row = {"mouth_psnr": mouth_psnr(gen, gt, keep), "mouth_psnr_copy_reference": mouth_psnr(base, gt, keep),
+               "mouth_psnr_open": mouth_psnr(gen, gt, is_open), "mouth_psnr_open_copy_reference": mouth_psnr(base, gt, is_open),
+               "mouth_psnr_swapped_audio": mouth_psnr(swapped, gt, keep),
                "mouth_opening_error": (o_gen - o_gt).abs().mean().item(),
                "mouth_opening_corr": corr, "mouth_opening_corr_swapped_audio": opening_agreement(o_swapped, o_gt)[0],
                "mouth_opening_gain": gain,

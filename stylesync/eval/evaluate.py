@@ -41,7 +41,7 @@ from ..runtime.device import amp_dtype, resolve_device
 from .av_offset import expert_offset
 from .id_dlib import COLUMNS as ID_DLIB_COLUMNS
 from .id_dlib import DlibFaceId, descriptor_scores
-from .metrics import mouth_crop, mouth_opening, opening_agreement, psnr, ssim
+from .metrics import mouth_opening, mouth_psnr, opening_agreement, psnr, ssim
 from .protocol import generate, prepare_clip
 from .reconstruct import composite, copy_reference, masked_input, sync_scores
 
@@ -123,7 +123,7 @@ def score_clip(raw: torch.Tensor, clip: dict, sample: dict, scorers: Scorers, ex
     pred = composite(raw, gt, mask)
     row = {"ssim": ssim(pred[keep], gt[keep]).mean().item(), "psnr": psnr(pred[keep], gt[keep]).mean().item(),
            "ssim_raw_crop": ssim(raw[keep], gt[keep]).mean().item(), "psnr_raw_crop": psnr(raw[keep], gt[keep]).mean().item(),
-           "mouth_psnr": psnr(mouth_crop(pred[keep]), mouth_crop(gt[keep])).mean().item()}
+           "mouth_psnr": mouth_psnr(pred, gt, keep)}
     row["mouth_opening_corr"], row["mouth_opening_gain"] = opening_agreement(mouth_opening(pred[keep]),
                                                                              mouth_opening(gt[keep]))
     if expert is not None:

@@ -40,6 +40,16 @@ def mouth_crop(images: torch.Tensor) -> torch.Tensor:
     return images[..., y0:y1, x0:x1]
 
 
+def mouth_psnr(pred: torch.Tensor, gt: torch.Tensor, keep: torch.Tensor | None = None) -> float:
+    """Mean PSNR of the mouth boxes of (N, 3, S, S) frames, over the frames `keep` selects (N,) bool;
+    NaN when it selects none."""
+    if keep is not None:
+        if not keep.any():
+            return float("nan")
+        pred, gt = pred[keep], gt[keep]
+    return psnr(mouth_crop(pred), mouth_crop(gt)).mean().item()
+
+
 MOUTH_DARK = 0.3  # luminance below which a mouth-box pixel counts as mouth interior (synthetic: 0.07)
 
 

@@ -6,7 +6,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .metrics import mouth_crop, psnr, ssim
+from .metrics import mouth_crop, mouth_psnr, ssim
 from .reconstruct import frame_mels, reference_index, self_reconstruct, to_tensor
 
 
@@ -24,8 +24,8 @@ def generate(G, clip: dict, mask: torch.Tensor, amp: Optional[torch.dtype] = Non
 def mouth_scores(pred: torch.Tensor, clip: dict) -> dict:
     """Mouth-region PSNR and SSIM over the clip's frames, the reference frame excluded."""
     keep = torch.arange(len(pred)) != clip["ref"]
-    p, g = mouth_crop(pred[keep]), mouth_crop(clip["gt"][keep])
-    return {"mouth_psnr": psnr(p, g).mean().item(), "mouth_ssim": ssim(p, g).mean().item()}
+    return {"mouth_psnr": mouth_psnr(pred, clip["gt"], keep),
+            "mouth_ssim": ssim(mouth_crop(pred[keep]), mouth_crop(clip["gt"][keep])).mean().item()}
 
 
 def mean_scores(rows: list[dict], skip_nan: bool = False) -> dict:

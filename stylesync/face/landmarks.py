@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 FAN_FILE = "2DFAN4-11f355bf06.pth.tar"
 S3FD_FILE = "s3fd-619a316812.pth"
+DETECT_CHUNK = 64  # key frames handed to the detector at once
 DLIB_PREDICTOR = "shape_predictor_68_face_landmarks.dat"  # iBUG 300-W 68 points (non-commercial data terms)
 
 
@@ -118,7 +119,9 @@ class KeyframeLandmarks:
         shots = shot_ranges(t_total, cuts)
         shot_keys = [sorted(set(range(a, b, self.cfg.detect_every)) | {b - 1}) for a, b in shots]
         keys = [k for ks in shot_keys for k in ks]
-        dets = dict(zip(keys, self.detect(frames[keys])))
+        dets = {}
+        for i in range(0, len(keys), DETECT_CHUNK):  # bounded memory: frames may be decoded on demand
+            dets.update(zip(keys[i : i + DETECT_CHUNK], self.detect(frames[keys[i : i + DETECT_CHUNK]])))
         n_faces = np.full(t_total, -1, np.int64)
         ratio = np.zeros(t_total, np.float32)
         for k, boxes in dets.items():

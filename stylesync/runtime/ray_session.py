@@ -16,6 +16,14 @@ def ray_session(cfg: RayConfig) -> Iterator[None]:
     """Use the running Ray if there is one; else start (or connect) and shut down afterwards."""
     import ray
 
+    # Ray Train (v2) patches `print` in its workers to log each line through the root logger, whose
+    # console handler writes it to the worker's stderr; as a Ray worker's sys.stdout is never
+    # sys.__stdout__ (ray/_private/workers/default_worker.py wraps it), the patch also tees the line
+    # to stdout (ray/train/v2/_internal/logging/patch_print.py), and log_to_driver forwards both:
+    # every worker print (the progress lines, the demo check) showed twice on the console. Without
+    # the patch a print goes to the worker's stdout only, forwarded once. Read by the driver when a
+    # trainer starts and passed on to the controller and workers (also on a cluster or a joined Ray).
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     if ray.is_initialized():
         yield
         return

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
@@ -78,6 +79,40 @@ def log_params(params: dict) -> None:
     flat = list(flatten(params).items())
     for i in range(0, len(flat), 100):  # the store's batch limit
         mlflow.log_params(dict(flat[i : i + 100]))
+
+
+def numbers(d: Any, prefix: str = "") -> dict[str, float]:
+    """The finite numbers of nested dicts as {"a.b.c": value} (MLflow metrics); text, bools, None,
+    NaN and lists are left out."""
+    out: dict[str, float] = {}
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.update(numbers(v, f"{prefix}{k}."))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool) and math.isfinite(d):
+        out[prefix[:-1]] = float(d)
+    return out
+
+
+def log_stage(cfg: TrackingConfig, family: str, run_name: str, params: Optional[dict] = None,
+              metrics: Optional[dict] = None, files: Iterable[str] = (), artifact_path: Optional[str] = None,
+              dicts: Optional[dict[str, Any]] = None) -> Optional[str]:
+    """One MLflow run of a stage without a training loop: `params` (flattened), the finite numbers
+    of `metrics` (nested keys joined by '.'), local `files` as artifacts (under `artifact_path`) and
+    `dicts` ({file name: JSON-able}) as JSON artifacts. Returns the run id (None: tracking is off)."""
+    with run(cfg, family, run_name, system_metrics=False) as active:
+        if active is None:
+            return None
+        import mlflow
+
+        if params:
+            log_params(params)
+        if metrics:
+            mlflow.log_metrics(numbers(metrics))
+        for f in files:
+            mlflow.log_artifact(str(f), artifact_path=artifact_path)
+        for name, obj in (dicts or {}).items():
+            mlflow.log_dict(obj, name)
+        return active.info.run_id
 
 
 def log_image(image: np.ndarray, key: str, step: int) -> None:

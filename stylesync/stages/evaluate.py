@@ -1,13 +1,14 @@
 """Stage `evaluate`: the Table 1 protocol (eval/evaluate.py) -> metrics/eval.json, reports/table1.md,
-plots/eval.csv and an MLflow run with every model's metrics."""
+plots/eval.csv, its PNG reports/eval.png and an MLflow run with every model's metrics and the reports."""
 from __future__ import annotations
 
-from ..config import Params
+from ..config import Params, to_dict
 from ..eval.evaluate import METRICS, evaluate
 from ..storage import atomic_write_bytes, write_json
 from ..layout import Layout
 from ..runtime import tracking
 from .outputs import write_plot
+from .report_plots import write_report_plots
 
 
 NAMES = {"ssim": "SSIM ↑", "psnr": "PSNR ↑", "lmd": "LMD ↓", "sync_conf": "Sync_conf ↑", "lse_d": "LSE-D ↓",
@@ -31,25 +32,29 @@ def table_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _report(layout: Layout, result: dict) -> None:
+def _report(layout: Layout, result: dict) -> list[str]:
+    """reports/table1.md, plots/eval.csv and its PNG. Returns the report files."""
     body = ("# Self-reconstruction results (paper Table 1 / Table 3 protocol)\n\n"
             f"Split: {result['split']}. {result['protocol']}.\n\n" + table_markdown(result))
     atomic_write_bytes(layout.reports("table1.md"), body.encode())
     rows = [{"model": model, **{m: "" if vals.get(m) is None else round(vals[m], 5) for m in METRICS}}
             for model, vals in result["models"].items()]
     write_plot(layout.plots("eval.csv"), rows, ["model", *METRICS])
+    return [layout.reports("table1.md"), *write_report_plots(layout, "eval")]
 
 
-def _log(params: Params, result: dict) -> None:
+def _log(params: Params, result: dict, reports: list[str]) -> None:
     with tracking.run(params.tracking, "evaluate", "table1", system_metrics=False) as active:
         if active is None:
             return
         import mlflow
 
+        tracking.log_params({"evaluate": to_dict(params.evaluate)})
         for model, vals in result["models"].items():
             mlflow.log_metrics({f"{model}/{m}": v for m, v in vals.items() if isinstance(v, (int, float)) and v is not None})
         mlflow.log_dict(result, "eval.json")
-        mlflow.log_artifact(Layout(params.paths).reports("table1.md"))
+        for f in reports:
+            mlflow.log_artifact(f)
         for k, v in result["missing"].items():
             mlflow.set_tag(f"missing.{k}", v[:250])
 
@@ -65,7 +70,6 @@ def run(params: Params, args) -> int:
     layout = Layout(params.paths)
     r = evaluate(params)
     write_json(layout.metrics("eval.json"), metrics_only(r))
-    _report(layout, r)
-    _log(params, r)
+    _log(params, r, _report(layout, r))
     print(table_markdown(r))
     return 0

@@ -126,6 +126,8 @@ def run_catalog(params: Params, executor: str = "ray") -> dict:
     makedirs(out_root)
     with tracking.run(params.tracking, "personalize", "catalog", system_metrics=False) as parent:
         parent_id = parent.info.run_id if parent is not None else None
+        if parent is not None:
+            tracking.log_params({"personalize": to_dict(params.personalize)})
         clashes = folder_clashes(params, entries)  # two identities, one folder: neither runs
         runnable = [e for e in entries if e.identity not in clashes]
         if executor == "ray":

@@ -9,7 +9,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from ..config import Params
+from ..config import Params, to_dict
 from ..face.landmarks import load_sidecar
 from ..infer import Lipsyncer
 from ..storage import atomic_write_bytes, read_parquet, safe_name, write_json
@@ -47,8 +47,7 @@ def render(params: Params) -> list[dict]:
         done.append({"video": video["clip_id"], "audio": voice["clip_id"], "output": str(out), "frames": rep.frames,
                      "frames_without_face": rep.frames_without_face, "fps": round(rep.fps, 2), "strip": str(strip)})
     write_json(out_dir / "index.json", done)
-    if params.tracking.enabled:
-        _log_strips(params, done)
+    _log_strips(params, done)
     return done
 
 
@@ -119,12 +118,11 @@ def write_strip(voice_video: str | Path, voice_landmarks: Optional[str], render_
 
 
 def _log_strips(params: Params, done: list[dict]) -> None:
-    """The strips as artifacts (strips/) of one MLflow run of the render stage."""
-    import mlflow
-
-    with tracking.run(params.tracking, "render", "render", system_metrics=False):
-        for d in done:
-            mlflow.log_artifact(d["strip"], artifact_path="strips")
+    """One MLflow run of the render stage: its settings, frame counts, the index and the strips (strips/)."""
+    counts = {k: sum(d[k] for d in done) for k in ("frames", "frames_without_face")}
+    tracking.log_stage(params.tracking, "render", "render",
+                       {"render": to_dict(params.render), "infer": to_dict(params.infer)},
+                       {"videos": len(done), **counts}, [d["strip"] for d in done], "strips", {"index.json": done})
 
 
 def run(params: Params, args) -> int:

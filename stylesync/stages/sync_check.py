@@ -2,7 +2,7 @@
 (eval/av_offset.py), Ray tasks over the shards -> data/sync.parquet (one row per clip) and
 metrics/sync.json (the scorer, the offset and confidence distribution, how many clips the loaders
 shift and skip and why; on the synthetic corpus the injected offsets and how many were recovered);
-MLflow: the same numbers."""
+MLflow: the sync_check settings and the same numbers."""
 from __future__ import annotations
 
 import json
@@ -105,12 +105,8 @@ def run(params: Params, args) -> int:
     write_parquet(pa.Table.from_pylist(rows, schema=SYNC_SCHEMA), layout.sync_table)
     metrics = summarize(params, rows, injected_offsets(rows), time.time() - t0)
     write_json(layout.metrics("sync.json"), metrics)
-    with tracking.run(params.tracking, "sync_check", "sync-check", system_metrics=False) as active:
-        if active is not None:
-            import mlflow
-
-            mlflow.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
-            mlflow.log_dict(metrics, "sync.json")
+    tracking.log_stage(params.tracking, "sync_check", "sync-check", {"sync_check": to_dict(params.sync_check)}, metrics,
+                       dicts={"sync.json": metrics})
     inj = metrics.get("injected", {})
     log.info("sync check (%s): %d clips, %d shifted, %d dropped %s%s", metrics["scorer"], len(rows),
              metrics["clips_shifted"], metrics["clips_dropped"], metrics["dropped_by_reason"],

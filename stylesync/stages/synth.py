@@ -1,12 +1,14 @@
-"""Stage `synth`: the embedded synthetic talking-face corpus (data/synthetic.py) in the VoxCeleb2 layout."""
+"""Stage `synth`: the embedded synthetic talking-face corpus (data/synthetic.py) in the VoxCeleb2 layout;
+MLflow: the corpus settings and its counts."""
 from __future__ import annotations
 
 import dataclasses
 import logging
 
-from ..config import Params, SynthConfig
+from ..config import Params, SynthConfig, to_dict
 from ..data.manifest import val_identities
 from ..data.synthetic import generate_corpus
+from ..runtime import tracking
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,9 @@ def synth_config(params: Params) -> SynthConfig:
 
 
 def run(params: Params, args) -> int:
-    s = generate_corpus(synth_config(params))
+    cfg = synth_config(params)
+    s = generate_corpus(cfg)
+    tracking.log_stage(params.tracking, "synth", "synth", {"synth": to_dict(cfg)}, s, dicts={"synth.json": s})
     log.info("synthetic corpus %s: %d identities (%d dev, %d test), %d clips (%d generated, %d skipped), "
              "%d frames, %.1f s of audio in %.1f s", s["root"], s["identities"], s["identities_dev"],
              s["identities_test"], s["clips"], s["generated"], s["skipped"], s["frames"], s["audio_seconds"],

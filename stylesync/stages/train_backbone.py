@@ -1,7 +1,8 @@
 """Stage `train_backbone`: train the backbone (train/backbone.py), then the demo check on held-out
-clips -> metrics/train.json, plots/train.csv and plots/demo_check.csv (the learning curve), and in
-MLflow: the run's params and losses, sample grids, the demo check at every checkpoint, a validation
-video, the model as an artifact and a registry version (alias `current`)."""
+clips -> metrics/train.json, plots/train.csv and plots/demo_check.csv (the learning curve) with their
+PNGs reports/train.png and reports/demo_check.png, and in MLflow: the run's params and losses, sample
+grids, the demo check at every checkpoint, a validation video, the PNGs, the model as an artifact and
+a registry version (alias `current`)."""
 from __future__ import annotations
 
 import logging
@@ -25,6 +26,7 @@ from ..train.backbone import run_name, train
 from ..video import write_video
 from .hooks import TrackingHooks
 from .outputs import write_plot
+from .report_plots import write_report_plots
 
 log = logging.getLogger(__name__)
 LOSS_FIELDS = ["step", "d_loss", "g_adv", "l1", "sync", "vgg", "g_total", "images_per_s"]
@@ -87,14 +89,15 @@ def train_backbone(params: Params) -> dict:
     write_json(layout.metrics("train.json"), metrics)
     write_plot(layout.plots("train.csv"), history, LOSS_FIELDS)
     write_plot(layout.plots("demo_check.csv"), extra.get("demo_curve", []))
+    pngs = write_report_plots(layout, "train", "demo_check")
     atomic_write_bytes(join(layout.backbone, "mlflow_run_id.txt"), f"{extra.get('mlflow_run')}\n".encode())
     if params.tracking.enabled and extra.get("mlflow_run"):
-        _log_final(params, extra["mlflow_run"], check, clips)
+        _log_final(params, extra["mlflow_run"], check, clips, pngs)
     return metrics
 
 
-def _log_final(params: Params, run_id: str, check: dict, clips: list) -> None:
-    """Demo-check metrics, a validation video, the model as an artifact and a registry version."""
+def _log_final(params: Params, run_id: str, check: dict, clips: list, pngs: list[str]) -> None:
+    """Demo-check metrics, a validation video, the curves' PNGs, the model as an artifact and a registry version."""
     import mlflow
 
     with tracking.run(params.tracking, "backbone", "", run_id=run_id, system_metrics=False):
@@ -106,6 +109,8 @@ def _log_final(params: Params, run_id: str, check: dict, clips: list) -> None:
                 video = Path(d) / "validation.mp4"
                 write_video(video, (side * 255).round().astype(np.uint8), 25.0, audio.astype(np.float32) / 32767)
                 mlflow.log_artifact(str(video), artifact_path="validation")
+        for png in pngs:
+            mlflow.log_artifact(png, artifact_path="reports")
         with local_dir(Layout(params.paths).backbone) as d:  # a download when models are on a URI
             mlflow.log_artifacts(str(d), artifact_path="model")
         version = tracking.register(run_id, "model", f"{params.tracking.experiment_prefix}-backbone", alias="current")

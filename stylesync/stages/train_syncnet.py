@@ -1,5 +1,6 @@
 """Stage `train_syncnet`: the expert SyncNet (train/syncnet.py) -> models/syncnet, metrics/syncnet.json,
-plots/syncnet.csv; MLflow: the run's params and validation curve, the model as an artifact."""
+plots/syncnet.csv and its PNG reports/syncnet.png; MLflow: the run's params and validation curve, the
+model and the PNG as artifacts."""
 from __future__ import annotations
 
 import logging
@@ -12,6 +13,7 @@ from ..runtime import tracking
 from ..train import syncnet as expert
 from .hooks import TrackingHooks
 from .outputs import write_plot
+from .report_plots import write_report_plots
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +38,15 @@ def train_syncnet(params: Params) -> dict:
     write_json(layout.metrics("syncnet.json"), metrics)
     write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc",
                                                             "val_acc_clear"])
+    pngs = write_report_plots(layout, "syncnet")
     if params.tracking.enabled and out["mlflow_run_id"]:
         import mlflow
 
         with tracking.run(params.tracking, "syncnet", "", run_id=out["mlflow_run_id"], system_metrics=False), \
                 local_dir(layout.syncnet) as d:
             mlflow.log_artifacts(str(d), artifact_path="model")
+            for png in pngs:
+                mlflow.log_artifact(png, artifact_path="reports")
     return metrics
 
 
