@@ -108,6 +108,9 @@ def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
     with_expert(p)
     m = train_backbone(p)
     assert m["steps"] == 4 and m["perceptual"].startswith("off")
+    from stylesync.train.backbone import run_name
+
+    assert m["run_name"] == run_name(p)  # not the last demo-check criterion's name
     dc = m["demo_check"]
     assert {"mouth_psnr", "mouth_psnr_copy_reference", "sync_score", "sync_score_shuffled_audio"} <= set(dc)
     assert (tmp_path / "models" / "backbone" / "generator" / "model.safetensors").exists()

@@ -76,8 +76,8 @@ def train_backbone(params: Params) -> dict:
     check, clips = demo_check(G, load_syncnet(layout.syncnet, device), layout.shard_urls("val"), mask,
                               params.train.val_clips, params.seed)
     criteria = lip_sync_criteria(check)
-    for name, ok in criteria.items():
-        print(f"demo check (val): {'pass' if ok else 'FAIL'}  {name}", flush=True)
+    for criterion, ok in criteria.items():
+        print(f"demo check (val): {'pass' if ok else 'FAIL'}  {criterion}", flush=True)
     history = extra.get("history", [])
     final = history[-1] if history else {}
     metrics = {"steps": extra["step"], "wall_s": round(time.time() - t0, 1), "perceptual": extra.get("perceptual"),
