@@ -381,6 +381,13 @@ class SyncNetTrainConfig:
     # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
     keep: SyncNetKeep = field(default=SyncNetKeep.best, metadata=SCHEDULE)
     augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
+    # two passes in one stage: a first expert trained this many steps on the data as it is scores the
+    # training clips' A/V offsets (the sync check's search and thresholds); the `steps` pass then trains
+    # on them shifted and filtered (label noise out of the positives; docs/ARCHITECTURE.md "The
+    # expert's two passes"). 0 = one pass
+    first_pass_steps: int = 0
+    # the second pass starts from the first one's weights (fine-tunes them) rather than from scratch
+    warm_start: bool = True
     # a second expert pass on the sync_check-filtered, shifted data (needs data/sync.parquet, so it
     # runs after `stylesync sync-check`, outside dvc.yaml's order: `stylesync train-syncnet -S ...`)
     sync_filter: bool = False
@@ -712,6 +719,10 @@ def validate(params: Params) -> None:
     d = params.model.discriminator
     if d.size != g.size:
         raise ConfigError(f"model.discriminator.size ({d.size}) must equal model.generator.size ({g.size})")
+    s = params.syncnet_train
+    if s.first_pass_steps < 0 or (s.first_pass_steps and s.sync_filter):
+        raise ConfigError("syncnet_train.first_pass_steps must be >= 0 and 0 with sync_filter: true (both filter "
+                          f"the training clips), got {s.first_pass_steps}")
 
 
 # --------------------------------------------------------------------------- field metadata

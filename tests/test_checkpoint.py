@@ -36,6 +36,16 @@ def test_round_trip(tmp_path, tiny_gcfg):
         read_model(tmp_path / "g", kind="discriminator")
 
 
+def test_the_same_tensors_give_the_same_file_bytes(tmp_path):
+    """Run keys and DVC hash the weights file: saving the same tensors again must not change it
+    (safetensors writes several metadata entries in a hash-map order that varies per save)."""
+    from stylesync.storage import file_sha256
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
+    hashes = {file_sha256(save_model(tmp_path / f"m{i}", state, "syncnet", {}) / "model.safetensors") for i in range(16)}
+    assert len(hashes) == 1
+
+
 def test_corrupt_and_missing_files_are_detected(tmp_path, tiny_gcfg):
     save_model(tmp_path / "g", StyleSyncGenerator(tiny_gcfg).state_dict(), "generator", {})
     w = tmp_path / "g" / "model.safetensors"

@@ -39,6 +39,8 @@ def test_overrides_and_type_checks(tmp_path):
         load_params(f, ["model.generator.style_fusion=sum"])
     with pytest.raises(ConfigError, match="not of the form"):
         load_params(f, ["model.generator.size"])
+    with pytest.raises(ConfigError, match="first_pass_steps must be >= 0 and 0 with sync_filter"):
+        load_params(f, ["syncnet_train.first_pass_steps=100", "syncnet_train.sync_filter=true"])
 
 
 @pytest.mark.parametrize("key", [

@@ -98,6 +98,46 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     assert all(torch.equal(exported[k], v) for k, v in load_file(str(next((tmp_path / "runs").glob("syncnet-*")) / "best" / "model.safetensors")).items())
 
 
+def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tmp_path):
+    """first_pass_steps: the first expert's offset search over the training clips shifts and filters
+    the second pass's data; both passes resume; the exported expert is the second's."""
+    import pyarrow.parquet as pq
+
+    from stylesync.stages.sync_check import score_all
+    from stylesync.stages.train_syncnet import train_syncnet
+
+    p = tiny_params(corpus, tmp_path)
+    p.syncnet_train.first_pass_steps, p.syncnet_train.steps = 2, 4
+    p.sync_check.min_confidence, p.sync_check.max_offset = -1.0, 15  # keep every clip the tiny expert scores
+    m = train_syncnet(p)
+    first, second = m["first_pass"], m["sync_filter"]
+    n_train = sum(r["split"] == "train" for r in pq.read_table(p.paths.shards + "/index.parquet").to_pylist())
+    assert first["steps"] == 2 and first["clips_scored"] == n_train and m["steps"] == 4
+    assert second["status"] == "first pass"  # the second pass trained on the first one's plan
+    assert (second["clips_shifted"], second["clips_skipped"]) == (first["clips_shifted"], first["clips_skipped"])
+    runs = sorted((tmp_path / "runs").glob("syncnet-*"))
+    assert len(runs) == 2 and {max(int(c.name[5:]) for c in r.glob("step-*")) for r in runs} == {2, 4}
+    exported = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    # the plan is the first expert's search: rescoring with the first pass's weights gives it again
+    q = tiny_params(corpus, tmp_path / "first")
+    q.syncnet_train.steps, q.syncnet_train.first_pass_steps = 2, 2
+    q.sync_check = p.sync_check
+    from stylesync.train.syncnet import train_syncnet as train_one_pass
+
+    train_one_pass(q)  # the first pass alone (its run key holds first_pass_steps)
+    rows = score_all(q, "local", splits=("train",))
+    assert sum(r["offset"] != 0 for r in rows) == first["clips_shifted"] > 0 and first["clips_skipped"] == 0
+    # a rerun resumes both passes and exports the same expert
+    assert train_syncnet(p)["sync_filter"] == second and sorted((tmp_path / "runs").glob("syncnet-*")) == runs
+    again = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    assert all(torch.equal(again[k], v) for k, v in exported.items())
+    # warm_start (default): the second pass fine-tunes the first's weights; from scratch it learns other ones
+    p.syncnet_train.warm_start = False
+    train_syncnet(p)
+    scratch = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
+    assert len(list((tmp_path / "runs").glob("syncnet-*"))) == 3 and any(not torch.equal(scratch[k], v) for k, v in exported.items())
+
+
 def test_backbone_two_workers_with_mlflow(corpus, tmp_path):
     from mlflow.tracking import MlflowClient
 

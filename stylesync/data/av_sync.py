@@ -72,8 +72,13 @@ def load_sync_plan(params: Params) -> SyncPlan:
             log.warning("sync_check.apply is on but %s does not exist (run `stylesync sync-check`): clips are used "
                         "as they are, unshifted and unfiltered", path)
         return SyncPlan(status=f"no table at {path}")
-    plan = SyncPlan(status="applied")
-    for row in read_parquet(path).to_pylist():
+    return plan_from_rows(read_parquet(path).to_pylist(), cfg)
+
+
+def plan_from_rows(rows: list[dict], cfg: SyncCheckConfig, status: str = "applied") -> SyncPlan:
+    """The shifts and skips of scored clips (rows of the sync table: clip_id, offset, confidence, scorer)."""
+    plan = SyncPlan(status=status)
+    for row in rows:
         why = skip_reason(row, cfg)
         if why is not None:
             plan.skipped[row["clip_id"]] = why

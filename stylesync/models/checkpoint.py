@@ -34,7 +34,9 @@ def save_model(directory: str | Path, state: Mapping[str, torch.Tensor], kind: s
     URI: see `stylesync.storage.atomic_dir`, config.json goes last and holds the weights' sha256)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
     with atomic_dir(directory) as tmp:
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"kind": kind, "format_version": str(FORMAT_VERSION)})
+        # one metadata entry: safetensors writes several in a random (hash-map) order, and the file's
+        # sha256 keys runs and DVC, so the same tensors must give the same bytes
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"stylesync": json.dumps({"format_version": FORMAT_VERSION, "kind": kind}, sort_keys=True)})
         meta = {"kind": kind, "format_version": FORMAT_VERSION, "config": config,
                 "sha256": file_sha256(tmp / WEIGHTS), **(extra or {})}
         (tmp / CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -34,10 +34,10 @@ def _shard_task(pdict: dict, url: str) -> list[dict]:
     return check_shard(from_dict(Params, pdict), url)
 
 
-def score_all(params: Params, executor: str = "ray") -> list[dict]:
-    """Every clip of the train and test shards, one task per shard (progress per shard)."""
+def score_all(params: Params, executor: str = "ray", splits: tuple[str, ...] = ("train", "val", "test")) -> list[dict]:
+    """Every clip of the shards of `splits`, one task per shard (progress per shard)."""
     layout = Layout(params.paths)
-    urls = [u for split in ("train", "val", "test") for u in layout.shard_urls(split, required=split == "train")]
+    urls = [u for split in splits for u in layout.shard_urls(split, required=split == "train")]
     rows: list[dict] = []
     bar = tqdm(total=len(urls), desc="sync check", unit="shard")
     if executor == "local":

@@ -1,12 +1,15 @@
 """Stage `train_syncnet`: the expert SyncNet (train/syncnet.py) -> models/syncnet, metrics/syncnet.json,
 plots/syncnet.csv and its PNG reports/syncnet.png; MLflow: the run's params and validation curve, the
-model and the PNG as artifacts."""
+model and the PNG as artifacts. With `syncnet_train.first_pass_steps`, two passes: the first expert
+scores the training clips' A/V offsets (the sync check's search) and the second trains on them
+shifted and filtered."""
 from __future__ import annotations
 
 import logging
 from dataclasses import asdict
 
 from ..config import Params
+from ..data.av_sync import SyncPlan, plan_from_rows
 from ..storage import local_dir, write_json
 from ..layout import Layout
 from ..runtime import tracking
@@ -14,6 +17,7 @@ from ..train import syncnet as expert
 from .hooks import TrackingHooks
 from .outputs import write_plot
 from .report_plots import write_report_plots
+from .sync_check import injected_offsets, score_all
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +28,9 @@ def train_syncnet(params: Params) -> dict:
     cfg = params.syncnet_train
     hooks = TrackingHooks(params.tracking, "syncnet", "expert-syncnet",
                           {"syncnet_train": asdict(cfg), "model.syncnet": asdict(params.model.syncnet), "seed": params.seed})
-    out = expert.train_syncnet(params, hooks)
+    first, sync = _first_pass(params) if cfg.first_pass_steps else ({}, None)
+    init = layout.syncnet if cfg.first_pass_steps and cfg.warm_start else None  # the first pass's export
+    out = expert.train_syncnet(params, hooks, sync, init=init)
     history, chosen = out["history"], out["chosen"]
     final = history[-1] if history else {}
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
@@ -34,7 +40,7 @@ def train_syncnet(params: Params) -> dict:
                "val_acc_ambiguous": chosen.get("val_acc_ambiguous"), "clear_diff": cfg.clear_diff,
                "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
-               "sync_filter": out["sync"]}
+               "sync_filter": out["sync"], **({"first_pass": first} if first else {})}
     write_json(layout.metrics("syncnet.json"), metrics)
     write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc",
                                                             "val_acc_clear"])
@@ -48,6 +54,27 @@ def train_syncnet(params: Params) -> dict:
             for png in pngs:
                 mlflow.log_artifact(png, artifact_path="reports")
     return metrics
+
+
+def _first_pass(params: Params) -> tuple[dict, SyncPlan]:
+    """The first of two passes: an expert of `first_pass_steps` steps on the clips as they are, whose
+    offset search over the training clips gives the second pass its shifts and skips. Returns (its
+    metrics, the plan)."""
+    cfg = params.syncnet_train
+    log.info("expert SyncNet, first pass (%d steps on the clips as they are): its offsets filter the second",
+             cfg.first_pass_steps)
+    out = expert.train_syncnet(params, steps=cfg.first_pass_steps)  # exported to models/syncnet, read by the scorer
+    rows = score_all(params, "local", splits=("train",))
+    plan = plan_from_rows(rows, params.sync_check, status="first pass")
+    injected = injected_offsets(rows)
+    hit = [abs(r["offset"] - injected[r["clip_id"]]) <= 1 for r in rows if injected.get(r["clip_id"])]
+    chosen = out["chosen"]
+    metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "val_acc": chosen.get("val_acc"),
+               "val_acc_clear": chosen.get("val_acc_clear"), "clips_scored": len(rows), **plan.summary(),
+               **({"injected_recovered_within_1": f"{sum(hit)}/{len(hit)}"} if injected else {})}
+    log.info("first pass: val accuracy %.3f; %d of %d training clips shifted, %d skipped %s",
+             metrics["val_acc"] or 0, len(plan.offsets), len(rows), len(plan.skipped), metrics["skipped_by_reason"])
+    return metrics, plan
 
 
 def run(params: Params, args) -> int:

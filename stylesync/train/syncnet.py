@@ -22,7 +22,7 @@ from ..config import Params, config_hash, learned_settings
 from ..data.av_sync import SyncPlan, load_sync_plan
 from ..data.loader import make_loader, seed_everything, training_pipeline
 from ..data.shards import content_key
-from ..storage import atomic_dir, dir_complete, exists, glob, join, local_dir, remove
+from ..storage import atomic_dir, dir_complete, exists, file_sha256, glob, join, local_dir, remove
 from ..layout import Layout
 from ..models.store import load_syncnet, save_syncnet
 from ..models.syncnet import ExpertSyncNet
@@ -92,28 +92,41 @@ def _latest(run_dir: str) -> str | None:
     return ckpts[-1] if ckpts else None
 
 
-def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
+def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optional[SyncPlan] = None,
+                  steps: Optional[int] = None, init: Optional[str] = None) -> dict:
     """Train (or resume) the expert and export it to models/syncnet; returns {"steps", "history"
-    (one record per evaluation), "chosen" (the exported record), "mlflow_run_id"}."""
+    (one record per evaluation), "chosen" (the exported record), "mlflow_run_id", "sync"}. `sync`: the
+    training clips' shifts and skips (default: the sync check's table under `sync_filter`, else none);
+    `steps`: the run's length (default `syncnet_train.steps`; the first of two passes is shorter);
+    `init`: an exported expert whose weights a fresh run starts from (the first pass's)."""
     cfg, mcfg = params.syncnet_train, params.model.syncnet
+    steps = cfg.steps if steps is None else steps
     hooks = hooks or LoopHooks()
     layout = Layout(params.paths)
     device = resolve_device(params.device)
     seed_everything(params.seed)
     learned = learned_settings(cfg)
-    sync = load_sync_plan(params) if cfg.sync_filter else SyncPlan()  # the second pass: filtered, shifted data
-    if cfg.sync_filter:
+    learned.pop("warm_start")  # what it changes is `init`, keyed below: a first pass is the same run either way
+    if sync is None and cfg.sync_filter:  # a second pass on the sync check's filtered, shifted data
+        sync = load_sync_plan(params)
         if sync.status != "applied":
             raise FileNotFoundError(f"syncnet_train.sync_filter needs the sync check's table ({sync.status}): run "
                                     "`stylesync sync-check` first (with sync_check.apply: true)")
-        sync.check_split(layout, "train", "train_syncnet (sync_filter)")
-    extra_key = {"sync": sync.key()} if cfg.sync_filter else {}
+    sync = sync or SyncPlan()
+    if sync.status != "off":
+        sync.check_split(layout, "train", "train_syncnet (filtered)")
+    extra_key = {"sync": sync.key()} if sync.status != "off" else {}
+    if init is not None:
+        extra_key["init"] = file_sha256(join(init, "model.safetensors"))  # the weights it starts from
     shards = content_key(params.paths.shards, ["train", "val"])  # by content: other bytes at the same path, a fresh run
     run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, 'shards': shards, **extra_key})}")
     net = ExpertSyncNet(mcfg).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     step, history, run_id = 0, [], None
     latest = _latest(run_dir)
+    if latest is None and init is not None:
+        net.load_state_dict(load_syncnet(init).state_dict())
+        log.info("the expert SyncNet starts from %s", init)
     if latest is not None:
         with local_dir(latest) as d:  # a download when runs are on a URI
             step, extra = load_training_state(d, {"syncnet": net}, {"adam": opt})
@@ -131,7 +144,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
     t0, seen = time.time(), 0
     run_id = hooks.start(run_id, {})
     try:
-        while step < cfg.steps:
+        while step < steps:
             batch = next(it)
             if gen is not None:
                 gen.manual_seed(params.seed * 1_000_003 + step)  # a function of the step: exact on resume
@@ -142,7 +155,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
             opt.step()
             step += 1
             seen += len(y)
-            if step % cfg.eval_every == 0 or step == cfg.steps:  # the only host syncs
+            if step % cfg.eval_every == 0 or step == steps:  # the only host syncs
                 train_acc = ((cos > 0.5).float() == y).float().mean().item()
                 ev = evaluate(net, val, device, cfg.clear_diff)
                 rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, "val_loss": ev["loss"],
@@ -150,12 +163,12 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None) -> dict:
                        "val_ambiguous_fraction": ev["ambiguous_fraction"], "pairs_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f (clear pairs %.2f, "
-                         "ambiguous %.2f of %.0f%%)", step, cfg.steps, rec["train_loss"], train_acc, ev["loss"],
+                         "ambiguous %.2f of %.0f%%)", step, steps, rec["train_loss"], train_acc, ev["loss"],
                          ev["acc"], ev["acc_clear"], ev["acc_ambiguous"], 100 * ev["ambiguous_fraction"])
                 hooks.log(step, rec)
                 if ev["loss"] <= min(h["val_loss"] for h in history):
                     save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            if step % cfg.checkpoint_every == 0 or step == steps:
                 with atomic_dir(join(run_dir, f"step-{step:08d}")) as tmp:
                     save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
                                         {"history": history, "mlflow_run": run_id})
