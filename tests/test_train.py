@@ -105,6 +105,7 @@ def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tm
 
     from stylesync.stages.sync_check import score_all
     from stylesync.stages.train_syncnet import train_syncnet
+    from stylesync.train.syncnet import train_syncnet as train_one_pass
 
     p = tiny_params(corpus, tmp_path)
     p.syncnet_train.first_pass_steps, p.syncnet_train.steps = 2, 4
@@ -122,8 +123,6 @@ def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tm
     q = tiny_params(corpus, tmp_path / "first")
     q.syncnet_train.steps, q.syncnet_train.first_pass_steps = 2, 2
     q.sync_check = p.sync_check
-    from stylesync.train.syncnet import train_syncnet as train_one_pass
-
     train_one_pass(q)  # the first pass alone (its run key holds first_pass_steps)
     rows = score_all(q, "local", splits=("train",))
     assert sum(r["offset"] != 0 for r in rows) == first["clips_shifted"] > 0 and first["clips_skipped"] == 0
