@@ -142,7 +142,8 @@ def test_score_clip_fills_the_id_dlib_columns_at_the_demo_size(faces, model):
     scorers = _scorers(model)
     truth = score_clip(clip["gt"], clip, sample, scorers, None, 15, mask)
     assert truth["id_dlib_cos"] == pytest.approx(1.0) and truth["id_dlib_l2"] == pytest.approx(0.0, abs=1e-9)
-    assert clip["id_dlib_real"].shape == (2, 128)  # the reference frame is not scored
+    # the real frames' descriptors, once per clip (the reference frame is not scored): the ground truth reuses them
+    assert [v.shape for k, v in clip["memo"].items() if k[0] == "id_dlib"] == [(2, 128)]
     swapped = clip["gt"].roll(1, 0)  # another frame of the same person in the mask region
     same = score_clip(swapped, clip, sample, scorers, None, 15, mask)
     noise = score_clip(torch.rand_like(clip["gt"]), clip, sample, scorers, None, 15, mask)

@@ -19,6 +19,7 @@ from stylesync.config import LoaderConfig, LossConfig, MaskConfig, OptimConfig
 from stylesync.data.build_shards import build_shards
 from stylesync.data.loader import make_loader, training_pipeline
 from stylesync.face.mask import mask_tensor
+from stylesync.layout import Layout
 from stylesync.models.discriminator import Discriminator
 from stylesync.models.generator import StyleSyncGenerator
 from stylesync.models.syncnet import ExpertSyncNet
@@ -116,6 +117,9 @@ def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tm
     assert first["steps"] == 2 and first["clips_scored"] == n_train and m["steps"] == 4
     assert second["status"] == "first pass"  # the second pass trained on the first one's plan
     assert (second["clips_shifted"], second["clips_skipped"]) == (first["clips_shifted"], first["clips_skipped"])
+    curve = [(int(r["pass"]), int(r["step"])) for r in csv.DictReader(open(Layout(p.paths).plots("syncnet.csv")))]
+    assert curve[0][0] == 1 and curve[-1] == (2, 2 + 4)  # the first pass's curve, then the second's after it
+    assert [s for _, s in curve] == sorted({s for _, s in curve})
     runs = sorted((tmp_path / "runs").glob("syncnet-*"))
     assert len(runs) == 2 and {max(int(c.name[5:]) for c in r.glob("step-*")) for r in runs} == {2, 4}
     exported = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))

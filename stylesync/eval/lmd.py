@@ -31,5 +31,10 @@ def mouth_landmarks(fan, frames: np.ndarray) -> np.ndarray:
     return fan.landmarks_from_boxes(f, np.tile(face_box(), (len(f), 1)))[:, 48:68]
 
 
+def mouth_distance(generated: np.ndarray, real: np.ndarray) -> float:
+    """(T, 20, 2) mouth landmarks of generated and real frames -> their mean point distance."""
+    return float(np.linalg.norm(generated - real, axis=-1).mean())
+
+
 def lmd(fan, generated: np.ndarray, real: np.ndarray) -> float:
-    return float(np.linalg.norm(mouth_landmarks(fan, generated) - mouth_landmarks(fan, real), axis=-1).mean())
+    return mouth_distance(mouth_landmarks(fan, generated), mouth_landmarks(fan, real))

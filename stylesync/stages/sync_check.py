@@ -88,14 +88,18 @@ def summarize(params: Params, rows: list[dict], injected: dict[str, int], wall_s
         "wall_s": round(wall_s, 2), "clips_per_s": round(len(rows) / wall_s, 2) if wall_s > 0 else None,
     }
     if injected:
-        found = {r["clip_id"]: r["offset"] for r in rows}
-        hit = [abs(found[c] - k) <= 1 for c, k in injected.items() if k != 0]
-        clean = [abs(found[c]) <= 1 for c, k in injected.items() if k == 0]
-        out["injected"] = {"clips": len(hit), "recovered_within_1": float(np.mean(hit)) if hit else None,
-                           "recovered_exactly": float(np.mean([found[c] == k for c, k in injected.items() if k]))
-                           if hit else None,
-                           "clean_clips": len(clean), "clean_within_1": float(np.mean(clean)) if clean else None}
+        out["injected"] = injected_recovery(rows, injected)
     return out
+
+
+def injected_recovery(rows: list[dict], injected: dict[str, int]) -> dict:
+    """How the search found the synthetic corpus's injected offsets (clip -> k, 0 = clean) in scored rows."""
+    found = {r["clip_id"]: r["offset"] for r in rows}
+    hit = [abs(found[c] - k) <= 1 for c, k in injected.items() if k != 0]
+    clean = [abs(found[c]) <= 1 for c, k in injected.items() if k == 0]
+    return {"clips": len(hit), "recovered_within_1": float(np.mean(hit)) if hit else None,
+            "recovered_exactly": float(np.mean([found[c] == k for c, k in injected.items() if k])) if hit else None,
+            "clean_clips": len(clean), "clean_within_1": float(np.mean(clean)) if clean else None}
 
 
 def run(params: Params, args) -> int:

@@ -17,7 +17,7 @@ from ..train import syncnet as expert
 from .hooks import TrackingHooks
 from .outputs import write_plot
 from .report_plots import write_report_plots
-from .sync_check import injected_offsets, score_all
+from .sync_check import injected_offsets, injected_recovery, score_all
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def train_syncnet(params: Params) -> dict:
     cfg = params.syncnet_train
     hooks = TrackingHooks(params.tracking, "syncnet", "expert-syncnet",
                           {"syncnet_train": asdict(cfg), "model.syncnet": asdict(params.model.syncnet), "seed": params.seed})
-    first, sync = _first_pass(params) if cfg.first_pass_steps else ({}, None)
+    first, sync, curve = _first_pass(params) if cfg.first_pass_steps else ({}, None, [])
     init = layout.syncnet if cfg.first_pass_steps and cfg.warm_start else None  # the first pass's export
     out = expert.train_syncnet(params, hooks, sync, init=init)
     history, chosen = out["history"], out["chosen"]
@@ -42,8 +42,10 @@ def train_syncnet(params: Params) -> dict:
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
                "sync_filter": out["sync"], **({"first_pass": first} if first else {})}
     write_json(layout.metrics("syncnet.json"), metrics)
-    write_plot(layout.plots("syncnet.csv"), history, ["step", "train_loss", "val_loss", "train_acc", "val_acc",
-                                                            "val_acc_clear"])
+    offset = first.get("steps", 0)  # the second pass's steps follow the first's on the plot
+    curve += [{**h, "pass": 2 if first else 1, "step": h["step"] + offset} for h in history]
+    write_plot(layout.plots("syncnet.csv"), curve, ["step", "pass", "train_loss", "val_loss", "train_acc", "val_acc",
+                                                    "val_acc_clear"])
     pngs = write_report_plots(layout, "syncnet")
     if params.tracking.enabled and out["mlflow_run_id"]:
         import mlflow
@@ -56,10 +58,10 @@ def train_syncnet(params: Params) -> dict:
     return metrics
 
 
-def _first_pass(params: Params) -> tuple[dict, SyncPlan]:
+def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
     """The first of two passes: an expert of `first_pass_steps` steps on the clips as they are, whose
     offset search over the training clips gives the second pass its shifts and skips. Returns (its
-    metrics, the plan)."""
+    metrics, the plan, its validation curve)."""
     cfg = params.syncnet_train
     log.info("expert SyncNet, first pass (%d steps on the clips as they are): its offsets filter the second",
              cfg.first_pass_steps)
@@ -67,14 +69,13 @@ def _first_pass(params: Params) -> tuple[dict, SyncPlan]:
     rows = score_all(params, "local", splits=("train",))
     plan = plan_from_rows(rows, params.sync_check, status="first pass")
     injected = injected_offsets(rows)
-    hit = [abs(r["offset"] - injected[r["clip_id"]]) <= 1 for r in rows if injected.get(r["clip_id"])]
     chosen = out["chosen"]
     metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "val_acc": chosen.get("val_acc"),
                "val_acc_clear": chosen.get("val_acc_clear"), "clips_scored": len(rows), **plan.summary(),
-               **({"injected_recovered_within_1": f"{sum(hit)}/{len(hit)}"} if injected else {})}
+               **({"injected": injected_recovery(rows, injected)} if injected else {})}
     log.info("first pass: val accuracy %.3f; %d of %d training clips shifted, %d skipped %s",
              metrics["val_acc"] or 0, len(plan.offsets), len(rows), len(plan.skipped), metrics["skipped_by_reason"])
-    return metrics, plan
+    return metrics, plan, [{**h, "pass": 1} for h in out["history"]]
 
 
 def run(params: Params, args) -> int:
