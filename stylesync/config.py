@@ -394,6 +394,10 @@ class SyncNetTrainConfig:
     # validation pairs whose negative's lip-gap profile is >= this many template units from the
     # positive's are "clear" (val_acc_clear); the rest are ones no expert can tell apart
     clear_diff: float = field(default=1.0, metadata=SCHEDULE)
+    # the exported expert's reported accuracy (metrics/syncnet.json val_*): this many val batches of one
+    # fixed draw, the same for every seed and apart from the `eval_batches` that select the checkpoint
+    # (a small draw's best is optimistic); 0 = report the selection draw's numbers
+    report_batches: int = field(default=128, metadata=SCHEDULE)
     # negatives mouth-aware (loader.mouth_min_diff, docs/ARCHITECTURE.md "Mouth-aware sampling")
     loader: LoaderConfig = field(default_factory=lambda: LoaderConfig(batch_size=32, mouth_min_diff=1.0))
 

@@ -154,7 +154,7 @@ def tiny_params(corpus: Path, out: Path) -> Params:
     t.loader = LoaderConfig(batch_size=2, windows_per_clip=2, shuffle_buffer=4, workers=0)
     t.loss.d_reg_every = 2
     s = p.syncnet_train
-    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every, s.keep = 4, 2, 1, 2, "last"
+    s.steps, s.eval_every, s.eval_batches, s.checkpoint_every, s.keep, s.report_batches = 4, 2, 1, 2, "last", 3
     s.loader = LoaderConfig(batch_size=4, windows_per_clip=2, shuffle_buffer=4, workers=0)
     p.ray.num_cpus = 2
     return p

@@ -67,7 +67,9 @@ def test_step_trains_what_the_optimizer_holds_and_nothing_else(corpus):
 
 
 def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
+    from stylesync.models.store import load_syncnet
     from stylesync.stages.train_syncnet import train_syncnet
+    from stylesync.train.syncnet import REPORT_SEED, evaluate, val_batches
 
     p = tiny_params(corpus, tmp_path)
     m = train_syncnet(p)
@@ -94,7 +96,12 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     m = train_syncnet(p)
     hist = list(csv.DictReader(open(tmp_path / "plots" / "syncnet.csv")))
     best = min(hist, key=lambda h: float(h["val_loss"]))
-    assert m["selected_step"] == int(best["step"]) and m["val_loss"] == pytest.approx(float(best["val_loss"]))
+    assert m["selected_step"] == int(best["step"]) and m["selection"]["val_loss"] == pytest.approx(float(best["val_loss"]))
+    # the reported val_* are the exported weights on the report draw (report_batches, its fixed seed)
+    net = load_syncnet(str(tmp_path / "models" / "syncnet"))
+    again = evaluate(net, val_batches(p, p.syncnet_train.report_batches, REPORT_SEED), "cpu")
+    assert m["val_pairs"] == again["pairs"] == 2 * 4 * 3 and m["selection"]["val_pairs"] == 2 * 4 * 1
+    assert (m["val_acc"], m["val_loss"]) == (again["acc"], pytest.approx(again["loss"]))
     exported = load_file(str(tmp_path / "models" / "syncnet" / "model.safetensors"))
     assert all(torch.equal(exported[k], v) for k, v in load_file(str(next((tmp_path / "runs").glob("syncnet-*")) / "best" / "model.safetensors")).items())
 

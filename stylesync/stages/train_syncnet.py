@@ -34,11 +34,8 @@ def train_syncnet(params: Params) -> dict:
     history, chosen = out["history"], out["chosen"]
     final = history[-1] if history else {}
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
-               "keep": cfg.keep, "selected_step": chosen.get("step"),
-               "val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"), "chance_acc": 0.5,
-               "val_split": "val", "val_acc_clear": chosen.get("val_acc_clear"),
-               "val_acc_ambiguous": chosen.get("val_acc_ambiguous"), "clear_diff": cfg.clear_diff,
-               "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
+               "keep": cfg.keep, "selected_step": chosen.get("step"), "chance_acc": 0.5, "val_split": "val",
+               "clear_diff": cfg.clear_diff, **reported(out, cfg),
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
                "sync_filter": out["sync"], **({"first_pass": first} if first else {})}
     write_json(layout.metrics("syncnet.json"), metrics)
@@ -53,9 +50,28 @@ def train_syncnet(params: Params) -> dict:
         with tracking.run(params.tracking, "syncnet", "", run_id=out["mlflow_run_id"], system_metrics=False), \
                 local_dir(layout.syncnet) as d:
             mlflow.log_artifacts(str(d), artifact_path="model")
+            mlflow.log_metrics({f"exported/{k}": metrics[k] for k in ("val_acc", "val_acc_clear", "val_loss")
+                                if metrics[k] is not None})
             for png in pngs:
                 mlflow.log_artifact(png, artifact_path="reports")
     return metrics
+
+
+def reported(out: dict, cfg) -> dict:
+    """The val_* numbers of metrics/syncnet.json: the exported expert on the report draw
+    (`report_batches`), and the selected checkpoint's on the selection draw under "selection"; without a
+    report draw, the selection draw's numbers."""
+    chosen = out["chosen"]
+    selection = {"val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"),
+                 "val_acc_clear": chosen.get("val_acc_clear"), "val_acc_ambiguous": chosen.get("val_acc_ambiguous"),
+                 "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
+                 "val_pairs": 2 * cfg.loader.batch_size * cfg.eval_batches}
+    rep = out.get("report")
+    if not rep:
+        return selection
+    return {"val_loss": rep["loss"], "val_acc": rep["acc"], "val_acc_clear": rep["acc_clear"],
+            "val_acc_ambiguous": rep["acc_ambiguous"], "val_ambiguous_fraction": rep["ambiguous_fraction"],
+            "val_pairs": rep["pairs"], "selection": selection}
 
 
 def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
@@ -70,8 +86,9 @@ def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
     plan = plan_from_rows(rows, params.sync_check, status="first pass")
     injected = injected_offsets(rows)
     chosen = out["chosen"]
-    metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "val_acc": chosen.get("val_acc"),
-               "val_acc_clear": chosen.get("val_acc_clear"), "clips_scored": len(rows), **plan.summary(),
+    rep = reported(out, cfg)
+    metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "val_acc": rep["val_acc"],
+               "val_acc_clear": rep["val_acc_clear"], "val_pairs": rep["val_pairs"], "clips_scored": len(rows), **plan.summary(),
                **({"injected": injected_recovery(rows, injected)} if injected else {})}
     log.info("first pass: val accuracy %.3f; %d of %d training clips shifted, %d skipped %s",
              metrics["val_acc"] or 0, len(plan.offsets), len(rows), len(plan.skipped), metrics["skipped_by_reason"])
@@ -80,6 +97,8 @@ def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
 
 def run(params: Params, args) -> int:
     m = train_syncnet(params)
-    log.info("expert SyncNet: val accuracy %.3f (chance 0.5; clear pairs %.3f, %.0f%% ambiguous), val loss %.3f",
-             m["val_acc"] or 0, m["val_acc_clear"] or 0, 100 * (m["val_ambiguous_fraction"] or 0), m["val_loss"] or 0)
+    log.info("expert SyncNet: val accuracy %.3f over %d pairs (chance 0.5; clear pairs %.3f, %.0f%% ambiguous), val loss "
+             "%.3f%s", m["val_acc"] or 0, m["val_pairs"], m["val_acc_clear"] or 0, 100 * (m["val_ambiguous_fraction"] or 0),
+             m["val_loss"] or 0, f"; {m['selection']['val_acc']:.3f} on the {m['selection']['val_pairs']} pairs that "
+             "selected the checkpoint" if "selection" in m else "")
     return 0

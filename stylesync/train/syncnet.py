@@ -32,6 +32,7 @@ from .loop import LoopHooks
 from .losses import syncnet_bce
 
 log = logging.getLogger(__name__)
+REPORT_SEED = 1_000_003  # the loader seed of the report draw: the same val pairs for every run and seed
 
 
 def appearance_jitter(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -78,7 +79,15 @@ def evaluate(net: ExpertSyncNet, batches: list[dict], device, clear_diff: float 
     right, clear = torch.cat(right).float(), torch.cat(clear)
     part = lambda m: right[m].mean().item() if m.any() else float("nan")  # noqa: E731
     return {"loss": sum(losses) / len(losses), "acc": right.mean().item(), "acc_clear": part(clear),
-            "acc_ambiguous": part(~clear), "ambiguous_fraction": 1 - clear.float().mean().item()}
+            "acc_ambiguous": part(~clear), "ambiguous_fraction": 1 - clear.float().mean().item(), "pairs": len(right)}
+
+
+def val_batches(params: Params, n: int, seed: int) -> list[dict]:
+    """`n` batches of the val split with random negatives (the ambiguity measured), loader seed `seed`."""
+    cfg = params.syncnet_train
+    loader = dataclasses.replace(cfg.loader, mouth_min_diff=0.0)
+    pipeline = training_pipeline(Layout(params.paths).shard_urls("val"), loader, params.model.syncnet.size, seed)
+    return list(itertools.islice(iter(make_loader(pipeline, 0)), n))
 
 
 def _checkpoints(run_dir: str) -> list[str]:
@@ -95,7 +104,8 @@ def _latest(run_dir: str) -> str | None:
 def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optional[SyncPlan] = None,
                   steps: Optional[int] = None, init: Optional[str] = None) -> dict:
     """Train (or resume) the expert and export it to models/syncnet; returns {"steps", "history"
-    (one record per evaluation), "chosen" (the exported record), "mlflow_run_id", "sync"}. `sync`: the
+    (one record per evaluation), "chosen" (the exported record), "report" (the exported weights on
+    `report_batches` val batches, or None), "mlflow_run_id", "sync"}. `sync`: the
     training clips' shifts and skips (default: the sync check's table under `sync_filter`, else none);
     `steps`: the run's length (default `syncnet_train.steps`; the first of two passes is shorter);
     `init`: an exported expert whose weights a fresh run starts from (the first pass's)."""
@@ -136,9 +146,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
     train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
                                           skip_batches=step, select=sync.select, av_offsets=sync.offsets),
                         cfg.loader.workers)
-    val_loader = dataclasses.replace(cfg.loader, mouth_min_diff=0.0)  # random negatives: the ambiguity measured
-    val = list(itertools.islice(iter(make_loader(
-        training_pipeline(layout.shard_urls("val"), val_loader, mcfg.size, params.seed + 1), 0)), cfg.eval_batches))
+    val = val_batches(params, cfg.eval_batches, params.seed + 1)  # the selection draw
     it = iter(train)
     gen = torch.Generator() if cfg.augment else None
     t0, seen = time.time(), 0
@@ -183,5 +191,9 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
     elif cfg.keep == "best" and history:
         log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
                     "weights; delete the run directory to retrain", run_dir)
+    report = None
+    if cfg.report_batches:
+        report = evaluate(net.to(device), val_batches(params, cfg.report_batches, REPORT_SEED), device, cfg.clear_diff)
     save_syncnet(layout.syncnet, net.cpu(), {"mlflow_run_id": run_id, "steps": step, "selected_step": chosen.get("step")})
-    return {"steps": step, "history": history, "chosen": chosen, "mlflow_run_id": run_id, "sync": sync.summary()}
+    return {"steps": step, "history": history, "chosen": chosen, "report": report, "mlflow_run_id": run_id,
+            "sync": sync.summary()}
