@@ -98,7 +98,7 @@ def test_schedule_only_metadata_matches_the_hand_lists():
                                           "image_every", "val_clips", "demo_check_at_checkpoints", "cpus_per_worker",
                                           "nan_policy"}
     assert schedule_only(SyncNetTrainConfig) == {"steps", "eval_every", "eval_batches", "checkpoint_every", "keep",
-                                                 "clear_diff"}
+                                                 "clear_diff", "report_batches"}
     assert schedule_only(PersonalizeConfig) == {"catalog", "identities", "allow_partial", "num_cpus", "num_gpus", "max_retries",
                                                 "time_limit_s", "log_every"}
     learned = learned_settings(load_params(None, ["train.steps=5"]).train)
