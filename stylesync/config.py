@@ -375,11 +375,21 @@ class SyncNetTrainConfig:
 
     steps: int = field(default=2000, metadata=SCHEDULE)
     lr: float = 1e-4
+    # bf16 autocast of forward and backward: auto = on CUDA, off on CPU; "bf16" = on the CPU too
+    # (AVX512-BF16/AMX: ~2x the fp32 steps per second at the demo size, BENCHMARKS.md); "off"
+    amp: Amp = Amp.auto
     eval_every: int = field(default=200, metadata=SCHEDULE)
     eval_batches: int = field(default=8, metadata=SCHEDULE)
     checkpoint_every: int = field(default=500, metadata=SCHEDULE)
-    # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"
+    # the exported weights: "best" (lowest validation loss, Wav2Lip's choice) or "last"; not used
+    # when a pass averages its weights (`average_from`)
     keep: SyncNetKeep = field(default=SyncNetKeep.best, metadata=SCHEDULE)
+    # from this step of a pass on, a running mean of the weights every `average_every` steps (SWA,
+    # Izmailov et al. 2018), exported with its BatchNorm statistics recomputed on training batches:
+    # at a constant lr the weights wander around the optimum; their mean sits nearer it
+    # (BENCHMARKS.md "The expert over 4096 val pairs"). None = off (Wav2Lip's)
+    average_from: Optional[int] = None
+    average_every: int = 25
     augment: bool = True  # appearance jitter (colour-channel order, brightness, contrast) per window
     # two passes in one stage: a first expert trained this many steps on the data as it is scores the
     # training clips' A/V offsets (the sync check's search and thresholds); the `steps` pass then trains

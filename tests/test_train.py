@@ -106,6 +106,57 @@ def test_expert_syncnet_trains_and_resumes(corpus, tmp_path):
     assert all(torch.equal(exported[k], v) for k, v in load_file(str(next((tmp_path / "runs").glob("syncnet-*")) / "best" / "model.safetensors")).items())
 
 
+def test_expert_bf16_autocast_trains_its_own_run(corpus, tmp_path):
+    """syncnet_train.amp: bf16 autocast on the CPU trains finite, other weights than fp32 in a run of
+    its own key; the exported weights stay fp32."""
+    from stylesync.train.syncnet import train_syncnet
+
+    out = {}
+    for amp in ("off", "bf16"):
+        p = tiny_params(corpus, tmp_path / amp)
+        p.syncnet_train.amp = amp
+        m = train_syncnet(p)
+        assert all(np.isfinite(h["train_loss"]) for h in m["history"])
+        (run,) = (tmp_path / amp / "runs").glob("syncnet-*")
+        out[amp] = (run.name, load_file(str(tmp_path / amp / "models" / "syncnet" / "model.safetensors")))
+    assert out["off"][0] != out["bf16"][0]
+    fp32, bf16 = out["off"][1], out["bf16"][1]
+    assert all(v.dtype == torch.float32 for v in bf16.values() if v.is_floating_point())
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)
+
+
+def test_expert_exports_the_mean_of_its_weights_with_batchnorm_recomputed(corpus, tmp_path):
+    """average_from: the exported expert is the mean of the pass's weights after steps average_from +
+    k x average_every (the same as averaging the weights a plain run passes through), its BatchNorm
+    statistics recomputed; the average survives a resume."""
+    from stylesync.stages.train_syncnet import train_syncnet
+
+    def exported(root: Path) -> dict:
+        return load_file(str(root / "models" / "syncnet" / "model.safetensors"))
+
+    plain = tiny_params(corpus, tmp_path / "plain")  # the same trajectory, no average: its weights step by step
+    plain.syncnet_train.keep = "last"
+    snapshots = []
+    for steps in (3, 4, 5, 6):
+        plain.syncnet_train.steps = steps
+        train_syncnet(plain)
+        snapshots.append(exported(tmp_path / "plain"))
+    p = tiny_params(corpus, tmp_path / "avg")
+    p.syncnet_train.average_from, p.syncnet_train.average_every = 2, 1
+    p.syncnet_train.steps = 4
+    train_syncnet(p)  # stops at step 4 (a checkpoint), then resumes to 6
+    p.syncnet_train.steps = 6
+    m = train_syncnet(p)
+    assert (m["keep"], m["averaged_snapshots"], m["selected_step"]) == ("average", 4, 6)
+    avg = exported(tmp_path / "avg")
+    net = ExpertSyncNet(p.model.syncnet)
+    params = {n for n, _ in net.named_parameters()}
+    for k in params:
+        assert torch.allclose(avg[k], torch.stack([s[k] for s in snapshots]).mean(0), atol=1e-6), k
+    stats = [k for k in avg if k.endswith("running_mean")]
+    assert stats and all(not torch.allclose(avg[k], snapshots[-1][k]) for k in stats)  # recomputed, not the last run's
+
+
 def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tmp_path):
     """first_pass_steps: the first expert's offset search over the training clips shifts and filters
     the second pass's data; both passes resume; the exported expert is the second's."""

@@ -34,7 +34,8 @@ def train_syncnet(params: Params) -> dict:
     history, chosen = out["history"], out["chosen"]
     final = history[-1] if history else {}
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
-               "keep": cfg.keep, "selected_step": chosen.get("step"), "chance_acc": 0.5, "val_split": "val",
+               "keep": "average" if chosen.get("averaged") else cfg.keep, "selected_step": chosen.get("step"),
+               "averaged_snapshots": chosen.get("averaged"), "chance_acc": 0.5, "val_split": "val",
                "clear_diff": cfg.clear_diff, **reported(out, cfg),
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
                "sync_filter": out["sync"], **({"first_pass": first} if first else {})}
@@ -87,7 +88,8 @@ def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
     injected = injected_offsets(rows)
     chosen = out["chosen"]
     rep = reported(out, cfg)
-    metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "val_acc": rep["val_acc"],
+    metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "averaged_snapshots": chosen.get("averaged"),
+               "val_acc": rep["val_acc"],
                "val_acc_clear": rep["val_acc_clear"], "val_pairs": rep["val_pairs"], "clips_scored": len(rows), **plan.summary(),
                **({"injected": injected_recovery(rows, injected)} if injected else {})}
     log.info("first pass: val accuracy %.3f; %d of %d training clips shifted, %d skipped %s",

@@ -5,7 +5,9 @@ from another time of the same clip with the same audio (the loader's reference w
 with `loader.mouth_min_diff`: a negative whose lips move as the positive's is no negative). BCE on
 the cosine of the embeddings, Adam. Validation on the `val` split with random negatives, the
 accuracy also on the clear pairs alone (the negative's lip-gap profile >= `clear_diff` units from
-the positive's) and on the ambiguous rest. Resumes from its last checkpoint
+the positive's) and on the ambiguous rest. With `average_from`, the exported weights are the mean of
+the pass's weights after that step (SWA), their BatchNorm statistics recomputed; `amp`: bf16
+autocast of the training forward. Resumes from its last checkpoint
 (runs/syncnet-<config hash>/); the stage's `LoopHooks` track it (stages/train_syncnet.py).
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from typing import Optional
 
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from ..config import Params, config_hash, learned_settings
 from ..data.av_sync import SyncPlan, load_sync_plan
@@ -26,13 +29,14 @@ from ..storage import atomic_dir, dir_complete, exists, file_sha256, glob, join,
 from ..layout import Layout
 from ..models.store import load_syncnet, save_syncnet
 from ..models.syncnet import ExpertSyncNet
-from ..runtime.device import resolve_device
+from ..runtime.device import amp_dtype, autocast, resolve_device
 from .checkpointing import load_training_state, save_training_state
 from .loop import LoopHooks
 from .losses import syncnet_bce
 
 log = logging.getLogger(__name__)
 REPORT_SEED = 1_000_003  # the loader seed of the report draw: the same val pairs for every run and seed
+BN_BATCHES = 32  # training batches that give a weight average its BatchNorm statistics
 
 
 def appearance_jitter(frames: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -47,13 +51,16 @@ def appearance_jitter(frames: torch.Tensor, gen: torch.Generator) -> torch.Tenso
     return ((out - mean) * gain + mean + bias).clamp(0, 1)
 
 
-def pairs(net: ExpertSyncNet, batch: dict, device, gen: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cosines (2B,), labels (2B,)): in-sync windows, then out-of-sync windows with the same audio."""
+def pairs(net: ExpertSyncNet, batch: dict, device, gen: torch.Generator | None = None,
+          amp: Optional[torch.dtype] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cosines (2B,) fp32, labels (2B,)): in-sync windows, then out-of-sync windows with the same
+    audio; `amp`: the autocast dtype of the forward (None = fp32)."""
     mel = batch["sync_mel"].to(device)
     frames = torch.cat([batch["target"], batch["reference"]])  # (2B, 5, 3, S, S)
     if gen is not None:
         frames = appearance_jitter(frames, gen)
-    cos = net(frames.to(device), torch.cat([mel, mel]))
+    with autocast(torch.device(device), amp):
+        cos = net(frames.to(device), torch.cat([mel, mel])).float()
     labels = torch.cat([torch.ones(len(mel)), torch.zeros(len(mel))]).to(device)
     return cos, labels
 
@@ -80,6 +87,25 @@ def evaluate(net: ExpertSyncNet, batches: list[dict], device, clear_diff: float 
     part = lambda m: right[m].mean().item() if m.any() else float("nan")  # noqa: E731
     return {"loss": sum(losses) / len(losses), "acc": right.mean().item(), "acc_clear": part(clear),
             "acc_ambiguous": part(~clear), "ambiguous_fraction": 1 - clear.float().mean().item(), "pairs": len(right)}
+
+
+@torch.no_grad()
+def recompute_bn(net: ExpertSyncNet, batches: list[dict], device) -> ExpertSyncNet:
+    """`net` with its BatchNorm running statistics replaced by their plain mean over `batches` (both
+    halves of each batch's pairs, no jitter): what an average of weights needs (SWA's update_bn)."""
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative mean
+    net.train()
+    for b in batches:
+        pairs(net, b, device)
+    return net.eval()
+
+
+def _record(ev: dict) -> dict:
+    return {"val_loss": ev["loss"], "val_acc": ev["acc"], "val_acc_clear": ev["acc_clear"],
+            "val_acc_ambiguous": ev["acc_ambiguous"], "val_ambiguous_fraction": ev["ambiguous_fraction"]}
 
 
 def val_batches(params: Params, n: int, seed: int) -> list[dict]:
@@ -131,7 +157,10 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
     shards = content_key(params.paths.shards, ["train", "val"])  # by content: other bytes at the same path, a fresh run
     run_dir = layout.run(f"syncnet-{config_hash({'t': learned, 'm': mcfg, 'seed': params.seed, 'shards': shards, **extra_key})}")
     net = ExpertSyncNet(mcfg).to(device)
+    amp = amp_dtype(cfg.amp, device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    average = AveragedModel(net) if cfg.average_from is not None else None  # parameters; BN recomputed at export
+    modules = {"syncnet": net, **({"average": average} if average is not None else {})}
     step, history, run_id = 0, [], None
     latest = _latest(run_dir)
     if latest is None and init is not None:
@@ -139,7 +168,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
         log.info("the expert SyncNet starts from %s", init)
     if latest is not None:
         with local_dir(latest) as d:  # a download when runs are on a URI
-            step, extra = load_training_state(d, {"syncnet": net}, {"adam": opt})
+            step, extra = load_training_state(d, modules, {"adam": opt})
         history, run_id = extra.get("history", []), extra.get("mlflow_run")
         log.info("resuming the expert SyncNet from %s (step %d): a run of the same settings, seed and shard "
                  "contents", latest, step)
@@ -156,19 +185,20 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
             batch = next(it)
             if gen is not None:
                 gen.manual_seed(params.seed * 1_000_003 + step)  # a function of the step: exact on resume
-            cos, y = pairs(net, batch, device, gen)
+            cos, y = pairs(net, batch, device, gen, amp)
             loss = syncnet_bce(cos, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
             seen += len(y)
+            if average is not None and step > cfg.average_from and (step - cfg.average_from) % cfg.average_every == 0:
+                average.update_parameters(net)
             if step % cfg.eval_every == 0 or step == steps:  # the only host syncs
                 train_acc = ((cos > 0.5).float() == y).float().mean().item()
                 ev = evaluate(net, val, device, cfg.clear_diff)
-                rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, "val_loss": ev["loss"],
-                       "val_acc": ev["acc"], "val_acc_clear": ev["acc_clear"], "val_acc_ambiguous": ev["acc_ambiguous"],
-                       "val_ambiguous_fraction": ev["ambiguous_fraction"], "pairs_per_s": seen / (time.time() - t0)}
+                rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, **_record(ev),
+                       "pairs_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f (clear pairs %.2f, "
                          "ambiguous %.2f of %.0f%%)", step, steps, rec["train_loss"], train_acc, ev["loss"],
@@ -178,14 +208,23 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
                     save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
             if step % cfg.checkpoint_every == 0 or step == steps:
                 with atomic_dir(join(run_dir, f"step-{step:08d}")) as tmp:
-                    save_training_state(tmp, {"syncnet": net}, {"adam": opt}, step,
+                    save_training_state(tmp, modules, {"adam": opt}, step,
                                         {"history": history, "mlflow_run": run_id})
                 for old in _checkpoints(run_dir)[:-2]:
                     remove(old, recursive=True)
     finally:
         hooks.close()
     chosen = history[-1] if history else {}
-    if cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
+    if average is not None and int(average.n_averaged):
+        bn = list(itertools.islice(iter(make_loader(training_pipeline(
+            layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed + 2, select=sync.select,
+            av_offsets=sync.offsets), 0)), BN_BATCHES))
+        net = recompute_bn(average.module, bn, device)
+        chosen = {"step": step, "averaged": int(average.n_averaged), **_record(evaluate(net, val, device, cfg.clear_diff))}
+        log.info("the expert's weights averaged over %d snapshots (steps %d-%d), BatchNorm statistics recomputed: "
+                 "val accuracy %.3f on the selection draw", chosen["averaged"], cfg.average_from + cfg.average_every,
+                 step, chosen["val_acc"])
+    elif cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
         chosen = min(history, key=lambda h: h["val_loss"])
         net = load_syncnet(join(run_dir, "best"))
     elif cfg.keep == "best" and history:
