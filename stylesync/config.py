@@ -376,7 +376,7 @@ class SyncNetTrainConfig:
     steps: int = field(default=2000, metadata=SCHEDULE)
     lr: float = 1e-4
     # bf16 autocast of forward and backward: auto = on CUDA, off on CPU; "bf16" = on the CPU too
-    # (AVX512-BF16/AMX: ~2x the fp32 steps per second at the demo size, BENCHMARKS.md); "off"
+    # (AVX512-BF16/AMX: ~1.6x the fp32 steps per second at the demo size, BENCHMARKS.md); "off"
     amp: Amp = Amp.auto
     eval_every: int = field(default=200, metadata=SCHEDULE)
     eval_batches: int = field(default=8, metadata=SCHEDULE)

@@ -23,7 +23,9 @@ def test_learning_curve_png(tmp_path):
     csv, png = tmp_path / "plots" / "syncnet.csv", tmp_path / "reports" / "syncnet.png"
     rows = [{"step": s, "train_loss": 0.7 - 0.01 * s, "val_loss": 0.72 - 0.008 * s, "train_acc": 0.5 + 0.01 * s,
              "val_acc": 0.5 + 0.008 * s, "val_acc_clear": ""} for s in range(0, 40, 4)]  # a blank column: no line
-    write_plot(str(csv), rows, ["step", "train_loss", "val_loss", "train_acc", "val_acc", "val_acc_clear"])
+    rows[-1] |= {"average_val_loss": 0.4, "average_val_acc": 0.85}  # one point: the exported weight average
+    write_plot(str(csv), rows, ["step", "train_loss", "val_loss", "train_acc", "val_acc", "val_acc_clear",
+                                "average_val_loss", "average_val_acc"])
     assert write_report_plot(str(csv), str(png), PLOTS["syncnet"]) == str(png)
     _image(png)
     assert not list(png.parent.glob(".*"))  # no temporary file left beside it

@@ -148,6 +148,8 @@ def test_expert_exports_the_mean_of_its_weights_with_batchnorm_recomputed(corpus
     p.syncnet_train.steps = 6
     m = train_syncnet(p)
     assert (m["keep"], m["averaged_snapshots"], m["selected_step"]) == ("average", 4, 6)
+    curve = list(csv.DictReader(open(Layout(p.paths).plots("syncnet.csv"))))  # the average: a point at the end
+    assert float(curve[-1]["average_val_acc"]) == m["selection"]["val_acc"] and not any(r["average_val_acc"] for r in curve[:-1])
     avg = exported(tmp_path / "avg")
     net = ExpertSyncNet(p.model.syncnet)
     params = {n for n, _ in net.named_parameters()}
@@ -173,6 +175,7 @@ def test_expert_two_passes_train_the_second_on_the_first_ones_offsets(corpus, tm
     first, second = m["first_pass"], m["sync_filter"]
     n_train = sum(r["split"] == "train" for r in pq.read_table(p.paths.shards + "/index.parquet").to_pylist())
     assert first["steps"] == 2 and first["clips_scored"] == n_train and m["steps"] == 4
+    assert first["val_pairs"] == 2 * 4 * p.syncnet_train.eval_batches < m["val_pairs"]  # the report draw: the second's
     assert second["status"] == "first pass"  # the second pass trained on the first one's plan
     assert (second["clips_shifted"], second["clips_skipped"]) == (first["clips_shifted"], first["clips_skipped"])
     curve = [(int(r["pass"]), int(r["step"])) for r in csv.DictReader(open(Layout(p.paths).plots("syncnet.csv")))]

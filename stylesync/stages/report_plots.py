@@ -29,7 +29,8 @@ class PlotSpec:
 
 
 PLOTS = {
-    "syncnet": PlotSpec("expert SyncNet", "step", (("train_loss", "val_loss"), ("train_acc", "val_acc", "val_acc_clear"))),
+    "syncnet": PlotSpec("expert SyncNet", "step", (("train_loss", "val_loss", "average_val_loss"),
+                                                   ("train_acc", "val_acc", "val_acc_clear", "average_val_acc"))),
     "train": PlotSpec("backbone losses", "step", (("d_loss", "g_adv", "g_total"), ("l1", "sync", "vgg"))),
     "demo_check": PlotSpec("demo check, val split", "step", (
         ("mouth_psnr", "mouth_psnr_copy_reference", "mouth_psnr_open", "mouth_psnr_open_copy_reference",
@@ -95,7 +96,7 @@ def render_png(csv_path: str, spec: PlotSpec) -> bytes:
         for col in panel:
             pts = [(s, v) for s, v in zip(steps, ys[col]) if not math.isnan(v)]
             if pts:
-                ax.plot(*zip(*pts), marker="." if len(pts) < 30 else None, label=col)
+                ax.plot(*zip(*pts), marker=("o" if len(pts) <= 2 else ".") if len(pts) < 30 else None, label=col)
             else:
                 ax.plot([], [], label=f"{col} (no values)")
         ax.set_xlabel(spec.x)

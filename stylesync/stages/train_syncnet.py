@@ -34,16 +34,15 @@ def train_syncnet(params: Params) -> dict:
     history, chosen = out["history"], out["chosen"]
     final = history[-1] if history else {}
     metrics = {"steps": out["steps"], "train_loss": final.get("train_loss"), "train_acc": final.get("train_acc"),
-               "keep": "average" if chosen.get("averaged") else cfg.keep, "selected_step": chosen.get("step"),
+               "keep": out["keep"], "selected_step": chosen.get("step"),
                "averaged_snapshots": chosen.get("averaged"), "chance_acc": 0.5, "val_split": "val",
-               "clear_diff": cfg.clear_diff, **reported(out, cfg),
+               "clear_diff": cfg.clear_diff, **reported(out),
                "best_val_acc": max((h["val_acc"] for h in history), default=None), "mlflow_run_id": out["mlflow_run_id"],
                "sync_filter": out["sync"], **({"first_pass": first} if first else {})}
     write_json(layout.metrics("syncnet.json"), metrics)
-    offset = first.get("steps", 0)  # the second pass's steps follow the first's on the plot
-    curve += [{**h, "pass": 2 if first else 1, "step": h["step"] + offset} for h in history]
+    curve += pass_curve(out, 2 if first else 1, first.get("steps", 0))  # the second pass's steps follow the first's
     write_plot(layout.plots("syncnet.csv"), curve, ["step", "pass", "train_loss", "val_loss", "train_acc", "val_acc",
-                                                    "val_acc_clear"])
+                                                    "val_acc_clear", "average_val_loss", "average_val_acc"])
     pngs = write_report_plots(layout, "syncnet")
     if params.tracking.enabled and out["mlflow_run_id"]:
         import mlflow
@@ -58,7 +57,16 @@ def train_syncnet(params: Params) -> dict:
     return metrics
 
 
-def reported(out: dict, cfg) -> dict:
+def pass_curve(out: dict, n: int, offset: int) -> list[dict]:
+    """One pass's rows of plots/syncnet.csv: its evaluations at `offset` + step; with an exported weight
+    average, its selection-draw loss and accuracy on the last row (average_val_loss/_acc)."""
+    rows = [{**h, "pass": n, "step": h["step"] + offset} for h in out["history"]]
+    if rows and out["keep"] == "average":
+        rows[-1] |= {"average_val_loss": out["chosen"]["val_loss"], "average_val_acc": out["chosen"]["val_acc"]}
+    return rows
+
+
+def reported(out: dict) -> dict:
     """The val_* numbers of metrics/syncnet.json: the exported expert on the report draw
     (`report_batches`), and the selected checkpoint's on the selection draw under "selection"; without a
     report draw, the selection draw's numbers."""
@@ -66,7 +74,7 @@ def reported(out: dict, cfg) -> dict:
     selection = {"val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"),
                  "val_acc_clear": chosen.get("val_acc_clear"), "val_acc_ambiguous": chosen.get("val_acc_ambiguous"),
                  "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
-                 "val_pairs": 2 * cfg.loader.batch_size * cfg.eval_batches}
+                 "val_pairs": chosen.get("val_pairs")}
     rep = out.get("report")
     if not rep:
         return selection
@@ -82,19 +90,20 @@ def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:
     cfg = params.syncnet_train
     log.info("expert SyncNet, first pass (%d steps on the clips as they are): its offsets filter the second",
              cfg.first_pass_steps)
-    out = expert.train_syncnet(params, steps=cfg.first_pass_steps)  # exported to models/syncnet, read by the scorer
+    # exported to models/syncnet, read by the scorer; judged on the selection draw (the report draw is the second's)
+    out = expert.train_syncnet(params, steps=cfg.first_pass_steps, report=False)
     rows = score_all(params, "local", splits=("train",))
     plan = plan_from_rows(rows, params.sync_check, status="first pass")
     injected = injected_offsets(rows)
     chosen = out["chosen"]
-    rep = reported(out, cfg)
+    rep = reported(out)
     metrics = {"steps": out["steps"], "selected_step": chosen.get("step"), "averaged_snapshots": chosen.get("averaged"),
                "val_acc": rep["val_acc"],
                "val_acc_clear": rep["val_acc_clear"], "val_pairs": rep["val_pairs"], "clips_scored": len(rows), **plan.summary(),
                **({"injected": injected_recovery(rows, injected)} if injected else {})}
     log.info("first pass: val accuracy %.3f; %d of %d training clips shifted, %d skipped %s",
              metrics["val_acc"] or 0, len(plan.offsets), len(rows), len(plan.skipped), metrics["skipped_by_reason"])
-    return metrics, plan, [{**h, "pass": 1} for h in out["history"]]
+    return metrics, plan, pass_curve(out, 1, 0)
 
 
 def run(params: Params, args) -> int:

@@ -105,7 +105,8 @@ def recompute_bn(net: ExpertSyncNet, batches: list[dict], device) -> ExpertSyncN
 
 def _record(ev: dict) -> dict:
     return {"val_loss": ev["loss"], "val_acc": ev["acc"], "val_acc_clear": ev["acc_clear"],
-            "val_acc_ambiguous": ev["acc_ambiguous"], "val_ambiguous_fraction": ev["ambiguous_fraction"]}
+            "val_acc_ambiguous": ev["acc_ambiguous"], "val_ambiguous_fraction": ev["ambiguous_fraction"],
+            "val_pairs": ev["pairs"]}
 
 
 def val_batches(params: Params, n: int, seed: int) -> list[dict]:
@@ -114,6 +115,13 @@ def val_batches(params: Params, n: int, seed: int) -> list[dict]:
     loader = dataclasses.replace(cfg.loader, mouth_min_diff=0.0)
     pipeline = training_pipeline(Layout(params.paths).shard_urls("val"), loader, params.model.syncnet.size, seed)
     return list(itertools.islice(iter(make_loader(pipeline, 0)), n))
+
+
+def _train_pipeline(params: Params, sync: SyncPlan, seed: int, skip_batches: int = 0):
+    """The training split's pairs (the sync plan's shifts and skips applied), loader seed `seed`."""
+    cfg = params.syncnet_train
+    return training_pipeline(Layout(params.paths).shard_urls("train"), cfg.loader, params.model.syncnet.size, seed,
+                             skip_batches=skip_batches, select=sync.select, av_offsets=sync.offsets)
 
 
 def _checkpoints(run_dir: str) -> list[str]:
@@ -128,10 +136,11 @@ def _latest(run_dir: str) -> str | None:
 
 
 def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optional[SyncPlan] = None,
-                  steps: Optional[int] = None, init: Optional[str] = None) -> dict:
+                  steps: Optional[int] = None, init: Optional[str] = None, report: bool = True) -> dict:
     """Train (or resume) the expert and export it to models/syncnet; returns {"steps", "history"
-    (one record per evaluation), "chosen" (the exported record), "report" (the exported weights on
-    `report_batches` val batches, or None), "mlflow_run_id", "sync"}. `sync`: the
+    (one record per evaluation), "chosen" (the exported record, on the selection draw), "keep" (what was
+    exported: average | best | last), "report" (the exported weights on `report_batches` val batches;
+    None without them or with `report` false), "mlflow_run_id", "sync"}. `sync`: the
     training clips' shifts and skips (default: the sync check's table under `sync_filter`, else none);
     `steps`: the run's length (default `syncnet_train.steps`; the first of two passes is shorter);
     `init`: an exported expert whose weights a fresh run starts from (the first pass's)."""
@@ -172,9 +181,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
         history, run_id = extra.get("history", []), extra.get("mlflow_run")
         log.info("resuming the expert SyncNet from %s (step %d): a run of the same settings, seed and shard "
                  "contents", latest, step)
-    train = make_loader(training_pipeline(layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed,
-                                          skip_batches=step, select=sync.select, av_offsets=sync.offsets),
-                        cfg.loader.workers)
+    train = make_loader(_train_pipeline(params, sync, params.seed, skip_batches=step), cfg.loader.workers)
     val = val_batches(params, cfg.eval_batches, params.seed + 1)  # the selection draw
     it = iter(train)
     gen = torch.Generator() if cfg.augment else None
@@ -214,25 +221,23 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
                     remove(old, recursive=True)
     finally:
         hooks.close()
-    chosen = history[-1] if history else {}
+    chosen, keep = (history[-1] if history else {}), "last"
     if average is not None and int(average.n_averaged):
-        bn = list(itertools.islice(iter(make_loader(training_pipeline(
-            layout.shard_urls("train"), cfg.loader, mcfg.size, params.seed + 2, select=sync.select,
-            av_offsets=sync.offsets), 0)), BN_BATCHES))
-        net = recompute_bn(average.module, bn, device)
+        bn = list(itertools.islice(iter(make_loader(_train_pipeline(params, sync, params.seed + 2), 0)), BN_BATCHES))
+        net, keep = recompute_bn(average.module, bn, device), "average"
         chosen = {"step": step, "averaged": int(average.n_averaged), **_record(evaluate(net, val, device, cfg.clear_diff))}
         log.info("the expert's weights averaged over %d snapshots (steps %d-%d), BatchNorm statistics recomputed: "
                  "val accuracy %.3f on the selection draw", chosen["averaged"], cfg.average_from + cfg.average_every,
                  step, chosen["val_acc"])
     elif cfg.keep == "best" and history and exists(join(run_dir, "best", "config.json")):
-        chosen = min(history, key=lambda h: h["val_loss"])
+        chosen, keep = min(history, key=lambda h: h["val_loss"]), "best"
         net = load_syncnet(join(run_dir, "best"))
     elif cfg.keep == "best" and history:
         log.warning("no best-validation weights in %s (a run made before `keep` existed): exporting the last "
                     "weights; delete the run directory to retrain", run_dir)
-    report = None
-    if cfg.report_batches:
-        report = evaluate(net.to(device), val_batches(params, cfg.report_batches, REPORT_SEED), device, cfg.clear_diff)
+    rep = None
+    if report and cfg.report_batches:
+        rep = evaluate(net.to(device), val_batches(params, cfg.report_batches, REPORT_SEED), device, cfg.clear_diff)
     save_syncnet(layout.syncnet, net.cpu(), {"mlflow_run_id": run_id, "steps": step, "selected_step": chosen.get("step")})
-    return {"steps": step, "history": history, "chosen": chosen, "report": report, "mlflow_run_id": run_id,
+    return {"steps": step, "history": history, "chosen": chosen, "keep": keep, "report": rep, "mlflow_run_id": run_id,
             "sync": sync.summary()}

@@ -1,0 +1,1 @@
+"""Training: losses, the shared step, backbone / SyncNet / personalization drivers."""
