@@ -25,12 +25,10 @@ STAMP := $(VENV)/.installed
 TEST_SPEECH := /usr/share/codec2/raw/speech_orig_16k.wav
 APT := $(shell [ "$$(id -u)" = 0 ] && echo apt-get || echo "sudo -n apt-get")
 
-# --no-compile: Python compiles the modules it imports on first use; pip compiling every installed
-# file took 75 of the install's 183 s on the 2-core VM (BENCHMARKS.md)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --no-compile $(TORCH_SPEC)
-	$(BIN)/python -m pip install -q --no-compile -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	@touch $@
 
 install: $(STAMP)
