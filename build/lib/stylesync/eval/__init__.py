@@ -1,1 +1,0 @@
-"""Evaluation: metrics and the paper's self-reconstruction protocol."""

@@ -1,1 +1,0 @@
-"""Training: losses, the shared step, backbone / SyncNet / personalization drivers."""
