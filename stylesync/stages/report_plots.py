@@ -96,7 +96,9 @@ def render_png(csv_path: str, spec: PlotSpec) -> bytes:
         for col in panel:
             pts = [(s, v) for s, v in zip(steps, ys[col]) if not math.isnan(v)]
             if pts:
-                ax.plot(*zip(*pts), marker=("o" if len(pts) <= 2 else ".") if len(pts) < 30 else None, label=col)
+                few = len(pts) <= 2  # a point or two (a pass's exported average): markers, no line
+                ax.plot(*zip(*pts), linestyle="none" if few else "-", marker="o" if few else "." if len(pts) < 30 else None,
+                        label=col)
             else:
                 ax.plot([], [], label=f"{col} (no values)")
         ax.set_xlabel(spec.x)

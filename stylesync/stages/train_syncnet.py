@@ -70,17 +70,9 @@ def reported(out: dict) -> dict:
     """The val_* numbers of metrics/syncnet.json: the exported expert on the report draw
     (`report_batches`), and the selected checkpoint's on the selection draw under "selection"; without a
     report draw, the selection draw's numbers."""
-    chosen = out["chosen"]
-    selection = {"val_loss": chosen.get("val_loss"), "val_acc": chosen.get("val_acc"),
-                 "val_acc_clear": chosen.get("val_acc_clear"), "val_acc_ambiguous": chosen.get("val_acc_ambiguous"),
-                 "val_ambiguous_fraction": chosen.get("val_ambiguous_fraction"),
-                 "val_pairs": chosen.get("val_pairs")}
+    selection = {k: out["chosen"].get(k) for k in expert.RECORD}
     rep = out.get("report")
-    if not rep:
-        return selection
-    return {"val_loss": rep["loss"], "val_acc": rep["acc"], "val_acc_clear": rep["acc_clear"],
-            "val_acc_ambiguous": rep["acc_ambiguous"], "val_ambiguous_fraction": rep["ambiguous_fraction"],
-            "val_pairs": rep["pairs"], "selection": selection}
+    return {**expert.record(rep), "selection": selection} if rep else selection
 
 
 def _first_pass(params: Params) -> tuple[dict, SyncPlan, list[dict]]:

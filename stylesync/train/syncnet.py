@@ -103,10 +103,14 @@ def recompute_bn(net: ExpertSyncNet, batches: list[dict], device) -> ExpertSyncN
     return net.eval()
 
 
-def _record(ev: dict) -> dict:
-    return {"val_loss": ev["loss"], "val_acc": ev["acc"], "val_acc_clear": ev["acc_clear"],
-            "val_acc_ambiguous": ev["acc_ambiguous"], "val_ambiguous_fraction": ev["ambiguous_fraction"],
-            "val_pairs": ev["pairs"]}
+# the val_* keys of a history record and of metrics/syncnet.json <- the keys of `evaluate`
+RECORD = {"val_loss": "loss", "val_acc": "acc", "val_acc_clear": "acc_clear", "val_acc_ambiguous": "acc_ambiguous",
+          "val_ambiguous_fraction": "ambiguous_fraction", "val_pairs": "pairs"}
+
+
+def record(ev: dict) -> dict:
+    """`evaluate`'s result under the val_* names of RECORD."""
+    return {k: ev[v] for k, v in RECORD.items()}
 
 
 def val_batches(params: Params, n: int, seed: int) -> list[dict]:
@@ -204,14 +208,14 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
             if step % cfg.eval_every == 0 or step == steps:  # the only host syncs
                 train_acc = ((cos > 0.5).float() == y).float().mean().item()
                 ev = evaluate(net, val, device, cfg.clear_diff)
-                rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, **_record(ev),
+                rec = {"step": step, "train_loss": loss.item(), "train_acc": train_acc, **record(ev),
                        "pairs_per_s": seen / (time.time() - t0)}
                 history.append(rec)
                 log.info("syncnet step %d/%d: train loss %.3f acc %.2f | val loss %.3f acc %.2f (clear pairs %.2f, "
                          "ambiguous %.2f of %.0f%%)", step, steps, rec["train_loss"], train_acc, ev["loss"],
                          ev["acc"], ev["acc_clear"], ev["acc_ambiguous"], 100 * ev["ambiguous_fraction"])
                 hooks.log(step, rec)
-                if ev["loss"] <= min(h["val_loss"] for h in history):
+                if average is None and ev["loss"] <= min(h["val_loss"] for h in history):  # `keep` without an average
                     save_syncnet(join(run_dir, "best"), net, {"step": step})  # atomic; survives a restart
             if step % cfg.checkpoint_every == 0 or step == steps:
                 with atomic_dir(join(run_dir, f"step-{step:08d}")) as tmp:
@@ -225,7 +229,7 @@ def train_syncnet(params: Params, hooks: Optional[LoopHooks] = None, sync: Optio
     if average is not None and int(average.n_averaged):
         bn = list(itertools.islice(iter(make_loader(_train_pipeline(params, sync, params.seed + 2), 0)), BN_BATCHES))
         net, keep = recompute_bn(average.module, bn, device), "average"
-        chosen = {"step": step, "averaged": int(average.n_averaged), **_record(evaluate(net, val, device, cfg.clear_diff))}
+        chosen = {"step": step, "averaged": int(average.n_averaged), **record(evaluate(net, val, device, cfg.clear_diff))}
         log.info("the expert's weights averaged over %d snapshots (steps %d-%d), BatchNorm statistics recomputed: "
                  "val accuracy %.3f on the selection draw", chosen["averaged"], cfg.average_from + cfg.average_every,
                  step, chosen["val_acc"])
